@@ -1,0 +1,257 @@
+"""The indexing run: read -> detect language -> chunk -> embed -> store, incrementally and safely.
+
+    >>> indexer = Indexer(store, embed_model, Chunker(200, 40))
+    >>> report = indexer.index_paths([Path("corpus")])        # -> IndexReport
+    >>> report.chunks_embedded, report.failed
+
+Unchanged files (same content hash as their committed record) embed nothing; a changed file's
+chunks that already exist keep their vectors; a file gone from an indexed folder is removed.
+Each document is committed on its own (see ``index.store``), so one bad file never costs the
+others, and a kill mid-run is repaired by the next run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from index.chunking import Chunker, Span, chunk_id
+from index.errors import IndexingError, RagError
+from index.language import DEFAULT_LANGUAGES, detect_language
+from index.lexical import LexicalIndex
+from index.readers import READERS, SourceDoc, read_file
+from index.sentences import split_sentences
+from index.store import DocRecord, Store
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class FileResult:
+    path: str
+    doc_id: str
+    status: str  # added | updated | unchanged | duplicate | skipped | failed | removed
+    chunks: int = 0
+    embedded: int = 0
+    language: str = ""
+    reason: str = ""
+
+
+@dataclass
+class IndexReport:
+    results: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+    documents: int = 0
+    chunks: int = 0
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def chunks_embedded(self) -> int:
+        return sum(r.embedded for r in self.results)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    def to_dict(self) -> dict:
+        return {"ok": not self.failed, "counts": self.counts(), "chunks_embedded": self.chunks_embedded,
+                "documents": self.documents, "chunks": self.chunks, "seconds": round(self.seconds, 3),
+                "repaired": self.repaired, "files": [asdict(r) for r in self.results]}
+
+
+def discover(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
+    """Files to read under ``paths``; unsupported files inside folders are reported as skipped."""
+    files: list[Path] = []
+    skipped: list[FileResult] = []
+    for root in paths:
+        root = Path(root)
+        if root.is_dir():
+            for p in sorted(root.rglob("*")):
+                if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
+                    continue
+                if p.suffix.lower() in READERS:
+                    files.append(p)
+                else:
+                    skipped.append(FileResult(str(p), "", "skipped", reason=f"unsupported type '{p.suffix}'"))
+        else:
+            files.append(root)  # read_file reports missing or unsupported files itself
+    return list(dict.fromkeys(files)), skipped
+
+
+class Indexer:
+    """Runs incremental indexing into one ``Store`` with one embedding model."""
+
+    def __init__(self, store: Store, embed_model, chunker: Chunker, embedder_id: str = "",
+                 languages: tuple[str, ...] = DEFAULT_LANGUAGES, max_file_mb: float = 20.0) -> None:
+        self.store, self.embed_model, self.chunker = store, embed_model, chunker
+        self.embedder_id = embedder_id
+        self.languages = languages
+        self.max_bytes = int(max_file_mb * 1024 * 1024)
+
+    # ------------------------------------------------------------------ public
+    def index_paths(self, paths: Iterable[Path], progress: Progress | None = None,
+                    remove_missing: bool = True) -> IndexReport:
+        started = time.perf_counter()
+        paths = [Path(p) for p in paths]
+        report = IndexReport(repaired=self.store.repair())
+        files, skipped = discover(paths)
+        report.results.extend(skipped)
+        docs: list[SourceDoc] = []
+        for i, path in enumerate(files):
+            try:
+                docs.append(read_file(path, self.max_bytes))
+            except IndexingError as exc:
+                report.results.append(FileResult(str(path), "", "failed", reason=exc.reason))
+            if progress:
+                progress("read", i + 1, len(files))
+        # Removals first, so a file renamed since the last run is indexed under its new name.
+        changed = remove_missing and self._remove_missing(paths, {d.doc_id for d in docs}, report)
+        changed |= self._index_docs(docs, report, progress)
+        if changed or report.repaired:
+            self.store.bump_generation()
+        self.lexical(rebuild=changed or bool(report.repaired))
+        report.documents, report.chunks = len(self.store.documents()), self.store.count()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def remove(self, doc_id: str) -> bool:
+        removed = self.store.remove(doc_id)
+        if removed:
+            self.store.bump_generation()
+            self.lexical(rebuild=True)
+        return removed
+
+    def lexical(self, rebuild: bool = False) -> LexicalIndex:
+        """The BM25 side index for the store's current generation (loaded, or rebuilt from Chroma)."""
+        path = self.store.data_dir / "bm25" / self.store.name
+        gen = self.store.generation()
+        if not rebuild:
+            cached = LexicalIndex.load(path)
+            if cached is not None and cached.generation == gen and len(cached.ids) == self.store.count():
+                return cached
+        ids: list[str] = []
+        texts: list[str] = []
+        langs: list[str] = []
+        doc_ids: list[str] = []
+        for page_ids, page_texts, metas in self.store.iter_chunks():
+            ids += page_ids
+            texts += page_texts
+            langs += [m.get("language", "en") for m in metas]
+            doc_ids += [m.get("doc_id", "") for m in metas]
+        lex = LexicalIndex.build(ids, texts, langs, doc_ids, generation=gen)
+        try:
+            lex.save(path)
+        except OSError:
+            pass  # a read-only data dir still answers from the in-memory index
+        return lex
+
+    # ------------------------------------------------------------------ steps
+    def _index_docs(self, docs: list[SourceDoc], report: IndexReport, progress: Progress | None) -> bool:
+        seen_hashes: dict[str, str] = {}
+        todo: list[tuple[SourceDoc, str, list, list]] = []
+        for doc in docs:
+            rec = self.store.doc(doc.doc_id)
+            twin = seen_hashes.get(doc.content_hash) or self._committed_twin(doc)
+            if twin and twin != doc.doc_id:
+                report.results.append(FileResult(doc.source, doc.doc_id, "duplicate",
+                                                 reason=f"same text as document '{twin}' (not indexed twice)"))
+                continue
+            seen_hashes[doc.content_hash] = doc.doc_id
+            if rec and rec.content_hash == doc.content_hash:
+                report.results.append(FileResult(doc.source, doc.doc_id, "unchanged", rec.chunks, 0, rec.language))
+                continue
+            try:
+                lang, nodes = self._nodes(doc)
+                sents = self._sentences(doc, lang)
+            except (RagError, ValueError) as exc:
+                report.results.append(FileResult(doc.source, doc.doc_id, "failed", reason=str(exc)))
+                continue
+            todo.append((doc, lang, nodes, sents))
+        if not todo:
+            return False
+        self.store.set_journal([d.doc_id for d, _, _, _ in todo])
+        self._embed_missing([n for _, _, nodes, sents in todo for n in (*nodes, *sents)], progress)
+        for doc, lang, nodes, sents in todo:
+            status = "updated" if self.store.doc(doc.doc_id) else "added"
+            try:
+                fresh = [n for n in nodes if n.embedding is not None]
+                new_sents = [s for s in sents if s.embedding is not None]
+                self.store.add_nodes(fresh)
+                self.store.add_sentences([s.node_id for s in new_sents], [s.text for s in new_sents],
+                                         [s.embedding for s in new_sents], [s.metadata for s in new_sents])
+                self.store.commit(DocRecord(doc.doc_id, doc.source, doc.title, lang, doc.content_hash,
+                                            len(nodes), len(doc.text), time.time()))
+                self.store.prune(doc.doc_id, doc.content_hash)
+                report.results.append(FileResult(doc.source, doc.doc_id, status, len(nodes), len(fresh), lang))
+            except Exception as exc:  # noqa: BLE001 - one document's store failure must not stop the batch
+                report.results.append(FileResult(doc.source, doc.doc_id, "failed", reason=f"store error: {exc}"))
+        self.store.set_journal([])
+        return True
+
+    def _committed_twin(self, doc: SourceDoc) -> str | None:
+        rec = self.store.find_by_hash(doc.content_hash)
+        return rec.doc_id if rec else None
+
+    def _nodes(self, doc: SourceDoc) -> tuple[str, list]:
+        from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+
+        doc_lang = detect_language(doc.text, self.languages).code
+        spans: list[Span] = self.chunker.split(doc.text)
+        nodes = []
+        for i, span in enumerate(spans):
+            found = detect_language(span.text, self.languages)
+            lang = found.code if found.confidence >= 0.6 else doc_lang
+            meta = {"doc_id": doc.doc_id, "source": doc.source, "title": doc.title, "language": lang,
+                    "doc_language": doc_lang, "char_start": span.char_start, "char_end": span.char_end,
+                    "chunk_index": i, "doc_hash": doc.content_hash, "embedder": self.embedder_id}
+            node = TextNode(id_=chunk_id(doc.doc_id, span), text=span.text, metadata=meta,
+                            start_char_idx=span.char_start, end_char_idx=span.char_end,
+                            excluded_embed_metadata_keys=list(meta), excluded_llm_metadata_keys=list(meta))
+            node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc.doc_id)
+            nodes.append(node)
+        return doc_lang, nodes
+
+    def _sentences(self, doc: SourceDoc, doc_lang: str) -> list:
+        from llama_index.core.schema import TextNode
+
+        out = []
+        for span in split_sentences(doc.text):
+            meta = {"doc_id": doc.doc_id, "doc_hash": doc.content_hash, "language": doc_lang,
+                    "char_start": span.char_start, "char_end": span.char_end}
+            out.append(TextNode(id_="s:" + chunk_id(doc.doc_id, span), text=span.text, metadata=meta))
+        return out
+
+    def _embed_missing(self, nodes: list, progress: Progress | None) -> None:
+        """Embed only chunks and sentences the store lacks; what is stored keeps its vector."""
+        chunk_ids = [n.node_id for n in nodes if not n.node_id.startswith("s:")]
+        sent_ids = [n.node_id for n in nodes if n.node_id.startswith("s:")]
+        have = self.store.existing_ids(chunk_ids) | self.store.existing_sentence_ids(sent_ids)
+        todo = [n for n in nodes if n.node_id not in have]
+        batch = max(1, int(getattr(self.embed_model, "embed_batch_size", 32)))
+        for i in range(0, len(todo), batch):
+            part = todo[i : i + batch]
+            vectors = self.embed_model.get_text_embedding_batch([n.text for n in part])
+            for node, vec in zip(part, vectors):
+                node.embedding = vec
+            if progress:
+                progress("embed", min(i + batch, len(todo)), len(todo))
+
+    def _remove_missing(self, roots: list[Path], present: set[str], report: IndexReport) -> bool:
+        dirs = [r.resolve() for r in roots if r.is_dir()]
+        changed = False
+        for rec in self.store.documents():
+            src = Path(rec.source).resolve()
+            if rec.doc_id in present or src.exists() or not any(d in src.parents for d in dirs):
+                continue
+            self.store.remove(rec.doc_id)
+            report.results.append(FileResult(rec.source, rec.doc_id, "removed", reason="file no longer exists"))
+            changed = True
+        return changed

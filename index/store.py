@@ -1,0 +1,250 @@
+"""Chroma behind one small class: chunk vectors, a document registry, and a crash journal.
+
+    >>> store = Store(Path(".rag"), embedder_id="e5small")            # embedded, on disk
+    >>> store = Store(Path(".rag"), "e5small", chroma_url="http://127.0.0.1:8000")  # a server
+
+Three collections per embedding model, so vectors of two models never mix:
+``<prefix>-<embedder_id>`` holds the chunks (cosine space, our own embeddings, written through
+llama-index's ``ChromaVectorStore`` so its retrievers read them back), ``-sents`` holds every
+sentence with its vector (evidence selection scores sentences without embedding them per query), and
+``<prefix>-<embedder_id>-docs`` is the registry: one record per *committed* document (hash,
+chunk count, language) plus a ``__meta__`` record holding the journal of documents being
+written and a generation counter that side indexes use to know they are stale.
+
+Commit protocol for one document: add its new chunks -> write its registry record -> delete its
+chunks of any other version. A kill between any two steps leaves chunks that the journal names;
+``repair()`` on the next run deletes whatever no committed record accounts for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from index.errors import StoreError
+
+META_ID = "__meta__"
+_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class DocRecord:
+    """A committed document as the registry knows it."""
+
+    doc_id: str
+    source: str
+    title: str
+    language: str
+    content_hash: str
+    chunks: int
+    chars: int
+    indexed_at: float
+
+
+def make_client(data_dir: Path, chroma_url: str = "", timeout: float = 5.0):
+    """A PersistentClient under ``data_dir/chroma``, or an HttpClient when ``chroma_url`` is set."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
+    if not chroma_url:
+        path = Path(data_dir) / "chroma"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            return chromadb.PersistentClient(path=str(path), settings=settings)
+        except Exception as exc:  # chroma raises bare exceptions for a corrupt sqlite file
+            raise StoreError(
+                f"cannot open the Chroma store at {path} ({exc}); "
+                "run `rag index --rebuild` to start it over"
+            ) from exc
+    url = urlparse(chroma_url if "://" in chroma_url else f"http://{chroma_url}")
+    import httpx
+
+    try:  # fail fast with a clear message instead of hanging in chroma's timeout-less client
+        httpx.get(f"{url.scheme}://{url.netloc}/api/v2/heartbeat", timeout=timeout).raise_for_status()
+        client = chromadb.HttpClient(
+            host=url.hostname or "127.0.0.1", port=url.port or 8000, ssl=url.scheme == "https",
+            settings=settings,
+        )
+    except Exception as exc:
+        raise StoreError(
+            f"Chroma server at {chroma_url} is unreachable ({type(exc).__name__}: {exc}); "
+            "start it with `chroma run --path DIR --host 127.0.0.1 --port PORT` or unset chroma_url"
+        ) from exc
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if session is not None:  # chroma's own client waits forever on a dead server
+        session.timeout = httpx.Timeout(timeout * 6, connect=timeout)
+    return client
+
+
+class Store:
+    """Chunks and document registry for one embedding model in one Chroma database."""
+
+    def __init__(self, data_dir: Path, embedder_id: str, chroma_url: str = "", prefix: str = "rag",
+                 timeout: float = 5.0) -> None:
+        self.data_dir = Path(data_dir)
+        self.chroma_url = chroma_url
+        self.name = f"{prefix}-{embedder_id}"[:60].strip("-_.")
+        self.client = make_client(self.data_dir, chroma_url, timeout)
+        try:
+            self.chunks = self.client.get_or_create_collection(
+                self.name, metadata={"hnsw:space": "cosine", "embedder": embedder_id},
+                embedding_function=None,
+            )
+            self.sentences = self.client.get_or_create_collection(
+                f"{self.name}-sents", metadata={"hnsw:space": "cosine"}, embedding_function=None
+            )
+            self.registry = self.client.get_or_create_collection(
+                f"{self.name}-docs", metadata={"hnsw:space": "cosine"}, embedding_function=None
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"cannot open collection {self.name} in {self.where} ({exc}); "
+                "run `rag index --rebuild` to start over"
+            ) from exc
+        self._vector_store = None
+
+    @property
+    def where(self) -> str:
+        return self.chroma_url or str(self.data_dir / "chroma")
+
+    @property
+    def vector_store(self):
+        """llama-index's ChromaVectorStore over the chunk collection."""
+        if self._vector_store is None:
+            from llama_index.vector_stores.chroma import ChromaVectorStore
+
+            self._vector_store = ChromaVectorStore(chroma_collection=self.chunks)
+        return self._vector_store
+
+    # ------------------------------------------------------------------ registry
+    def _meta(self) -> dict:
+        got = self.registry.get(ids=[META_ID], include=["metadatas"])
+        if not got["ids"]:
+            return {"generation": 0, "journal": "[]"}
+        return dict(got["metadatas"][0])
+
+    def _write_meta(self, **changes) -> None:
+        meta = {**self._meta(), **changes}
+        self.registry.upsert(ids=[META_ID], embeddings=[[1.0]], metadatas=[meta], documents=[""])
+
+    def generation(self) -> int:
+        return int(self._meta().get("generation", 0))
+
+    def bump_generation(self) -> int:
+        gen = self.generation() + 1
+        self._write_meta(generation=gen)
+        return gen
+
+    def journal(self) -> list[str]:
+        return json.loads(self._meta().get("journal", "[]"))
+
+    def set_journal(self, doc_ids: list[str]) -> None:
+        self._write_meta(journal=json.dumps(sorted(set(doc_ids))))
+
+    def documents(self) -> list[DocRecord]:
+        got = self.registry.get(include=["metadatas"])
+        recs = [DocRecord(**m) for i, m in zip(got["ids"], got["metadatas"]) if i != META_ID]
+        return sorted(recs, key=lambda r: r.doc_id)
+
+    def doc(self, doc_id: str) -> DocRecord | None:
+        got = self.registry.get(ids=[doc_id], include=["metadatas"])
+        return DocRecord(**got["metadatas"][0]) if got["ids"] else None
+
+    def find_by_hash(self, content_hash: str) -> DocRecord | None:
+        got = self.registry.get(where={"content_hash": content_hash}, include=["metadatas"], limit=1)
+        return DocRecord(**got["metadatas"][0]) if got["ids"] else None
+
+    def commit(self, rec: DocRecord) -> None:
+        self.registry.upsert(ids=[rec.doc_id], embeddings=[[1.0]], metadatas=[asdict(rec)], documents=[""])
+
+    # ------------------------------------------------------------------ chunks
+    def existing_ids(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(ids), _BATCH):
+            found.update(self.chunks.get(ids=ids[i : i + _BATCH], include=[])["ids"])
+        return found
+
+    def add_nodes(self, nodes: list) -> None:
+        for i in range(0, len(nodes), _BATCH):
+            self.vector_store.add(nodes[i : i + _BATCH])
+
+    def add_sentences(self, ids: list[str], texts: list[str], vectors: list, metas: list[dict]) -> None:
+        for i in range(0, len(ids), _BATCH):
+            j = slice(i, i + _BATCH)
+            self.sentences.upsert(ids=ids[j], documents=texts[j], embeddings=vectors[j], metadatas=metas[j])
+
+    def existing_sentence_ids(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(ids), _BATCH):
+            found.update(self.sentences.get(ids=ids[i : i + _BATCH], include=[])["ids"])
+        return found
+
+    def sentences_of(self, doc_ids: list[str]) -> dict:
+        """All stored sentences of these documents, with their vectors (for evidence scoring)."""
+        where = {"doc_id": doc_ids[0]} if len(doc_ids) == 1 else {"doc_id": {"$in": doc_ids}}
+        return self.sentences.get(where=where, include=["documents", "metadatas", "embeddings"])
+
+    def prune(self, doc_id: str, keep_hash: str | None) -> int:
+        """Delete the chunks and sentences of ``doc_id`` not belonging to version ``keep_hash``."""
+        where: dict = {"doc_id": doc_id}
+        if keep_hash is not None:
+            where = {"$and": [{"doc_id": doc_id}, {"doc_hash": {"$ne": keep_hash}}]}
+        removed = 0
+        for coll in (self.chunks, self.sentences):
+            stale = coll.get(where=where, include=[])["ids"]
+            for i in range(0, len(stale), _BATCH):
+                coll.delete(ids=stale[i : i + _BATCH])
+            removed += len(stale) if coll is self.chunks else 0
+        return removed
+
+    def remove(self, doc_id: str) -> bool:
+        """Remove a document: registry first (so queries stop trusting it), then its chunks."""
+        known = self.doc(doc_id) is not None
+        self.set_journal([*self.journal(), doc_id])
+        self.registry.delete(ids=[doc_id])
+        removed = self.prune(doc_id, None)
+        self.set_journal([d for d in self.journal() if d != doc_id])
+        return known or removed > 0
+
+    def repair(self) -> list[str]:
+        """Finish what a killed run left: drop chunks no committed record accounts for."""
+        pending = self.journal()
+        for doc_id in pending:
+            rec = self.doc(doc_id)
+            self.prune(doc_id, rec.content_hash if rec else None)
+        if pending:
+            self.set_journal([])
+            self.bump_generation()
+        return pending
+
+    def count(self) -> int:
+        return self.chunks.count()
+
+    def iter_chunks(self, batch: int = 5000) -> Iterator[tuple[list[str], list[str], list[dict]]]:
+        """All chunks, in pages: (ids, texts, metadatas)."""
+        offset = 0
+        while True:
+            got = self.chunks.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+            if not got["ids"]:
+                return
+            yield got["ids"], got["documents"], got["metadatas"]
+            offset += len(got["ids"])
+
+    def size_bytes(self) -> int:
+        if self.chroma_url:
+            return 0
+        root = self.data_dir / "chroma"
+        return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+    def drop(self) -> None:
+        """Delete both collections (``--rebuild``)."""
+        for name in (self.name, f"{self.name}-sents", f"{self.name}-docs"):
+            try:
+                self.client.delete_collection(name)
+            except Exception:  # noqa: BLE001 - absent is fine
+                pass
+

@@ -1,0 +1,70 @@
+"""Builds the parts named by one ``Settings``: embedder, store, indexer. Cached per process.
+
+    >>> s = Settings.load()
+    >>> indexer = get_indexer(s); store = get_store(s)
+
+This is the one place where settings turn into objects, so switching embedded Chroma for a
+server, or one embedding model for another, is a settings change and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+
+from index.chunking import Chunker
+from index.pipeline import Indexer
+from index.store import Store
+from rag.settings import Settings
+
+_lock = threading.RLock()
+
+
+def configure_threads(threads: int) -> None:
+    """Pin intra-op threads: two torch threads on two busy cores made one query ~40x slower."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    try:
+        import torch
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        if torch.get_num_interop_threads() != 1:
+            torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass  # interop threads can only be set once, before any parallel work
+
+
+def _key(s: Settings) -> tuple:
+    return (str(s.data_dir.resolve()), s.embed_model, s.embed_backend, s.threads, s.embed_batch_size)
+
+
+@lru_cache(maxsize=4)
+def _embedder(key: tuple):
+    from index.embedder import load_embedder
+
+    data_dir, model, backend, threads, batch = key
+    configure_threads(threads)
+    return load_embedder(model, backend=backend, data_dir=__import__("pathlib").Path(data_dir),
+                         threads=threads, batch_size=batch)
+
+
+def get_embedder(s: Settings):
+    with _lock:
+        return _embedder(_key(s))
+
+
+def embedder_id(s: Settings) -> str:
+    from index.embedder import embedder_id as _id
+
+    return _id(s.embed_model, s.embed_backend)
+
+
+def get_store(s: Settings) -> Store:
+    return Store(s.data_dir, embedder_id(s), chroma_url=s.chroma_url, prefix=s.collection_prefix,
+                 timeout=s.chroma_timeout)
+
+
+def get_indexer(s: Settings, store: Store | None = None) -> Indexer:
+    return Indexer(store or get_store(s), get_embedder(s), Chunker(s.chunk_size, s.chunk_overlap),
+                   embedder_id=embedder_id(s), languages=s.detect_languages, max_file_mb=s.max_file_mb)

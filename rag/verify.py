@@ -1,0 +1,61 @@
+"""Post-generation verification: every answer sentence must be backed by an evidence sentence.
+
+    >>> v = Verifier(embed_model).check("Nvidia advises AIP.", [1], evidence)
+    >>> v.ok, v.cited, v.reason
+
+A sentence is backed when the names and numbers it states all occur in one evidence sentence
+and its embedding is close enough to that sentence. Missing citations are added; a name or
+number no evidence sentence has makes the whole answer fail, and the engine falls back to
+the extractive answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from index.sentences import split_sentences
+from rag.terms import content_terms, fold, key_terms, present
+from rag.types import Evidence
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str
+    cited: list[int]
+
+
+class Verifier:
+    """Checks an LLM draft against the evidence it was given."""
+
+    def __init__(self, embed_model, min_similarity: float = 0.80) -> None:
+        self.embed_model, self.min_similarity = embed_model, min_similarity
+
+    def check(self, text: str, cited: list[int], evidence: list[Evidence]) -> Verdict:
+        if not text.strip():
+            return Verdict(False, "the model returned an empty answer", [])
+        by_n = {e.n: e for e in evidence}
+        out: list[int] = []
+        for sent in [s.text for s in split_sentences(text)] or [text]:
+            terms = key_terms(sent)
+            backing = [e for e in evidence if all(present(t, content_terms(e.text) | key_terms(e.text), fold(e.text))
+                                                  for t in terms)]
+            if not backing:
+                missing = sorted(t for t in terms if not any(
+                    present(t, content_terms(e.text) | key_terms(e.text), fold(e.text)) for e in evidence))
+                what = ", ".join(repr(m) for m in missing) or "its names and numbers"
+                return Verdict(False, f"answer states {what}, which no evidence sentence contains", [])
+            sims = self._similarities(sent, backing)
+            best = max(range(len(backing)), key=lambda i: sims[i])
+            if sims[best] < self.min_similarity:
+                return Verdict(False, f"answer sentence {sent[:60]!r} is not supported (similarity {sims[best]:.2f})", [])
+            chosen = [n for n in cited if n in by_n and by_n[n] in backing] or [backing[best].n]
+            out.extend(n for n in chosen if n not in out)
+        return Verdict(True, "every answer sentence is backed by a cited evidence sentence", out)
+
+    def _similarities(self, sentence: str, evidence: list[Evidence]) -> list[float]:
+        q = np.asarray(self.embed_model.get_query_embedding(sentence), dtype=np.float32)
+        vs = np.asarray(self.embed_model.get_text_embedding_batch([e.text for e in evidence]), dtype=np.float32)
+        return list(vs @ q / (np.linalg.norm(vs, axis=1) * np.linalg.norm(q) + 1e-9))
