@@ -56,21 +56,31 @@ class Chunker:
 
     def split(self, text: str) -> list[Span]:
         spans: list[Span] = []
-        cursor = 0
         for piece in self._splitter.split_text(text):
             piece = piece.strip()
             if not piece:
                 continue
-            start = text.find(piece, cursor)
-            if start < 0:  # the splitter altered the text; fall back to its first line
-                start = text.find(piece.split("\n", 1)[0], cursor)
-                if start < 0:
-                    raise ValueError("chunker could not locate a chunk in its document")
-                piece = text[start : start + len(piece)]
-            spans.append(Span(piece, start, start + len(piece)))
-            cursor = start + 1
+            start = self._locate(text, piece, spans[-1] if spans else None)
+            if start is not None:
+                spans.append(Span(piece, start, start + len(piece)))
         return spans
 
+    @staticmethod
+    def _locate(text: str, piece: str, prev: Span | None) -> int | None:
+        """Where ``piece`` starts: the latest match that still touches the previous chunk (so
+        repeated text cannot leave a gap), else the first match after it; None when the splitter
+        repeated a piece that only fits inside text already covered (degenerate repetitive text)."""
+        if prev is None:
+            start = text.find(piece)
+        else:
+            start = text.rfind(piece, prev.char_start + 1, prev.char_end + len(piece))
+            if start < 0:
+                start = text.find(piece, prev.char_end)
+        if start < 0:
+            if text.find(piece) >= 0:
+                return None
+            raise ValueError("chunker could not locate a chunk in its document")
+        return start
 
 def chunk_id(doc_id: str, span: Span) -> str:
     """Stable id from document id, offsets and content: same text, same id, on every machine."""

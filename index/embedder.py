@@ -91,7 +91,7 @@ def embedder_id(model: str, backend: str) -> str:
     key = str(local) if local else model
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     base = re.sub(r"[^a-z0-9._-]+", "-", key.rstrip("/").rsplit("/", 1)[-1].lower())
-    base = re.sub(r"[._-]{2,}", "-", base).strip("._-")[:40].strip("._-")  # no "..", alnum ends
+    base = re.sub(r"[._-]{2,}", "-", base).strip("._-")[:24].strip("._-")  # no "..", alnum ends
     return f"{base or 'model'}-{digest}{suffix}"
 
 
@@ -190,7 +190,7 @@ def _export_onnx(model_dir: Path, out_dir: Path) -> None:
             input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["last_hidden_state"],
             dynamic_axes={"input_ids": dyn, "attention_mask": dyn, "token_type_ids": dyn,
                           "last_hidden_state": dyn},
-            opset_version=17, dynamo=False,  # the dynamo exporter needs onnxscript and mis-handles BERT masks
+            opset_version=17, dynamo=False,  # the dynamo exporter needs onnxscript, which we do not ship
         )
 
 
@@ -248,15 +248,14 @@ def load_embedder(
 
 
 def _load(model: str, backend: str, data_dir: Path, threads: int, batch_size: int) -> BaseEmbedding:
-    import torch
-
-    torch.set_num_threads(threads)
     local = ensure_model(data_dir) if model == BUNDLED_ID else _local_dir(model)
     query_prefix, doc_prefix = _prompts(model, local)
     if backend == "torch":
+        import torch
         from huggingface_hub.constants import HF_HUB_CACHE
         from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
+        torch.set_num_threads(threads)  # process-wide: torch has no per-model thread count
         try:
             # Explicit prompts: HuggingFaceEmbedding passes {"query": q, "text": t} to SentenceTransformer
             # and "" there overrides the prompts the model saved. Its default cache_folder is
@@ -266,7 +265,7 @@ def _load(model: str, backend: str, data_dir: Path, threads: int, batch_size: in
                 text_instruction=doc_prefix or None, normalize=True, device="cpu",
                 embed_batch_size=batch_size, cache_folder=HF_HUB_CACHE, local_files_only=_offline(),
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             hint = " (offline: give a local path, or unset HF_HUB_OFFLINE once to download it)" if _offline() else ""
             raise ModelError(f"cannot load embedding model {model!r}{hint}: {exc}") from exc
     if local is None or not (local / "tokenizer.json").is_file():
@@ -275,7 +274,10 @@ def _load(model: str, backend: str, data_dir: Path, threads: int, batch_size: in
     if not (pooling.get("pooling_mode_mean_tokens") or pooling.get("pooling_mode") == "mean"):
         raise ModelError(f"the {backend} backend supports mean-pooling models only; use backend torch for {model!r}")
     name = MODEL_NAME if model == BUNDLED_ID else embedder_id(model, "onnx")
-    onnx_path = _onnx_model(local, data_dir / "models", name, backend)
+    try:
+        onnx_path = _onnx_model(local, data_dir / "models", name, backend)
+    except (OSError, ValueError, RuntimeError) as exc:  # e.g. no model.safetensors, or not exportable
+        raise ModelError(f"cannot export {model!r} to ONNX ({exc}); use backend torch") from exc
     return OnnxEmbedding(
         onnx_path, local / "tokenizer.json", threads=threads, model_name=f"{model}#{backend}",
         embed_batch_size=batch_size, query_instruction=query_prefix, text_instruction=doc_prefix,

@@ -12,6 +12,8 @@ others, and a kill mid-run is repaired by the next run.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -65,6 +67,12 @@ class IndexReport:
         return {"ok": not self.failed, "counts": self.counts(), "chunks_embedded": self.chunks_embedded,
                 "documents": self.documents, "chunks": self.chunks, "seconds": round(self.seconds, 3),
                 "repaired": self.repaired, "files": [asdict(r) for r in self.results]}
+
+
+def _fault_point(name: str) -> None:
+    """Crash-safety tests kill the process here (RAG_FAULT_KILL_AT=after_add|after_commit)."""
+    if os.environ.get("RAG_FAULT_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
@@ -187,8 +195,10 @@ class Indexer:
                 self.store.add_nodes(fresh)
                 self.store.add_sentences([s.node_id for s in new_sents], [s.text for s in new_sents],
                                          [s.embedding for s in new_sents], [s.metadata for s in new_sents])
+                _fault_point("after_add")
                 self.store.commit(DocRecord(doc.doc_id, doc.source, doc.title, lang, doc.content_hash,
                                             len(nodes), len(doc.text), time.time()))
+                _fault_point("after_commit")
                 self.store.prune(doc.doc_id, doc.content_hash)
                 report.results.append(FileResult(doc.source, doc.doc_id, status, len(nodes), len(fresh), lang))
             except Exception as exc:  # noqa: BLE001 - one document's store failure must not stop the batch

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from functools import lru_cache
+from pathlib import Path
 
 from index.chunking import Chunker
 from index.pipeline import Indexer
@@ -36,17 +37,16 @@ def configure_threads(threads: int) -> None:
 
 
 def _key(s: Settings) -> tuple:
-    return (str(s.data_dir.resolve()), s.embed_model, s.embed_backend, s.threads, s.embed_batch_size)
+    return (str(s.model_root.resolve()), s.embed_model, s.embed_backend, s.threads, s.embed_batch_size)
 
 
 @lru_cache(maxsize=4)
 def _embedder(key: tuple):
     from index.embedder import load_embedder
 
-    data_dir, model, backend, threads, batch = key
+    model_root, model, backend, threads, batch = key
     configure_threads(threads)
-    return load_embedder(model, backend=backend, data_dir=__import__("pathlib").Path(data_dir),
-                         threads=threads, batch_size=batch)
+    return load_embedder(model, backend=backend, data_dir=Path(model_root), threads=threads, batch_size=batch)
 
 
 def get_embedder(s: Settings):

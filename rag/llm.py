@@ -51,7 +51,11 @@ def language_name(code: str) -> str:
 
 @dataclass(frozen=True)
 class Draft:
-    """The model's parsed reply: answer text (no markers), cited sentence numbers, raw JSON, timings."""
+    """The model's parsed reply: answer text (no markers), cited sentence numbers, raw JSON, timings.
+
+    ``cited`` keeps only numbers in 1..n, deduplicated; ``ttft`` is the time to the server's first
+    token (the JSON's ``{"``), ``seconds`` the whole request; token counts come from the server.
+    """
 
     text: str
     cited: list[int]

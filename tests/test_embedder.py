@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,16 @@ from index.e5convert import BUNDLED_ID, MODEL_NAME, check_manifest, ensure_model
 
 
 @pytest.fixture(scope="session")
-def e5_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The converted bundled model, built once per session in ``<tmp>/models/multilingual-e5-small``."""
-    return ensure_model(tmp_path_factory.mktemp("e5data"))
+def e5_model_dir(model_dir: Path) -> Path:
+    """The converted bundled model (the session's shared cache from conftest's ``model_dir``)."""
+    return ensure_model(model_dir)
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Path]:
+    """A tmp_path removed afterwards: the tests below put half-gigabyte models in it."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,14 +156,14 @@ def test_english_question_finds_pt_es_de_answers(torch_embedder) -> None:
 # --------------------------------------------------------------------------------- checksummed cache
 
 @pytest.mark.slow
-def test_cache_is_reused_and_corruption_rebuilds(e5_model_dir: Path, tmp_path: Path) -> None:
-    target = tmp_path / "models" / MODEL_NAME
+def test_cache_is_reused_and_corruption_rebuilds(e5_model_dir: Path, scratch: Path) -> None:
+    target = scratch / "models" / MODEL_NAME
     shutil.copytree(e5_model_dir, target)
     weights = target / "model.safetensors"
     inode = weights.stat().st_ino
-    assert ensure_model(tmp_path) == target  # verifies the copy (hashes once)
+    assert ensure_model(scratch) == target  # verifies the copy (hashes once)
     start = time.perf_counter()
-    assert ensure_model(tmp_path) == target
+    assert ensure_model(scratch) == target
     assert time.perf_counter() - start < 0.5 and weights.stat().st_ino == inode  # no rebuild
 
     with weights.open("r+b") as f:  # flip one byte deep inside the weights
@@ -164,19 +172,19 @@ def test_cache_is_reused_and_corruption_rebuilds(e5_model_dir: Path, tmp_path: P
         f.seek(100_000_000)
         f.write(bytes([byte[0] ^ 0xFF]))
     (target / "tokenizer_config.json").write_text("{}")
-    assert ensure_model(tmp_path) == target
+    assert ensure_model(scratch) == target
     assert weights.stat().st_ino != inode
     assert json.loads((target / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
     manifest = json.loads((target / "manifest.json").read_text())
     assert manifest == json.loads((e5_model_dir / "manifest.json").read_text())
-    assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(f".{MODEL_NAME}.") and p.is_dir()]
+    assert not [p for p in (scratch / "models").iterdir() if p.name.startswith(f".{MODEL_NAME}.") and p.is_dir()]
 
 
 @pytest.mark.slow
-def test_killed_conversion_leaves_no_half_model(tmp_path: Path) -> None:
+def test_killed_conversion_leaves_no_half_model(scratch: Path) -> None:
     code = "import sys; from pathlib import Path; from index.e5convert import ensure_model; ensure_model(Path(sys.argv[1]))"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT)
-    models = tmp_path / "models"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(scratch)], cwd=ROOT)
+    models = scratch / "models"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(models.glob(f".{MODEL_NAME}.tmp-*/m/model.safetensors")):
         time.sleep(0.02)  # kill once it is writing
@@ -185,7 +193,7 @@ def test_killed_conversion_leaves_no_half_model(tmp_path: Path) -> None:
     target = models / MODEL_NAME
     assert not target.exists() or (target / "manifest.json").is_file()
     started = time.perf_counter()
-    assert ensure_model(tmp_path) == target
+    assert ensure_model(scratch) == target
     assert time.perf_counter() - started < 60
     assert [p.name for p in models.iterdir() if p.is_dir()] == [MODEL_NAME]  # stale temp dir removed
 
@@ -289,3 +297,27 @@ def test_bad_settings_raise_config_error() -> None:
         load_embedder(BUNDLED_ID, backend="gpu")
     with pytest.raises(ConfigError):
         load_embedder(BUNDLED_ID, threads=0)
+
+
+@pytest.mark.slow
+def test_other_model_by_local_path_uses_its_saved_prompts(e5_model_dir: Path, torch_embedder, scratch: Path) -> None:
+    from index.embedder import embedder_id, load_embedder
+
+    other = scratch / "my-e5"
+    shutil.copytree(e5_model_dir, other, copy_function=os.symlink)  # a plain sentence-transformers dir
+    emb = load_embedder(str(other), "torch", data_dir=scratch / "data")
+    assert emb._model.prompts["query"] == "query: " and emb._model.prompts["text"] == "passage: "
+    assert _cos(emb.get_query_embedding(TEXTS[0]), torch_embedder.get_query_embedding(TEXTS[0])) > 0.99999
+    assert embedder_id(str(other), "torch").startswith("my-e5-")
+
+
+def test_missing_model_offline_raises_model_error(tmp_path: Path) -> None:
+    from index.embedder import load_embedder
+    from index.errors import ModelError
+
+    if os.environ.get("HF_HUB_OFFLINE") != "1":
+        pytest.skip("needs HF_HUB_OFFLINE=1 (nothing may be downloaded)")
+    with pytest.raises(ModelError, match="no-such-model"):
+        load_embedder("nobody/no-such-model", "torch", data_dir=tmp_path)
+    with pytest.raises(ModelError, match="no-such-model"):
+        load_embedder("nobody/no-such-model", "onnx", data_dir=tmp_path)

@@ -1,0 +1,169 @@
+"""Two runs side by side (what changed, per metric and per question), and the CI gate.
+
+    >>> print(compare(Path("runs/a"), Path("runs/b")).text())
+    >>> gate(Path("runs/b")).ok
+    True
+
+The gate reads ``eval/ci_floors.json``: per CLI mode (extractive, llm, auto) a floor for answer
+accuracy, citation precision and abstention F1, set from measured values minus a margin.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eval.metrics import HEADLINE
+from eval.report import fmt
+from eval.run import read_rows
+
+FLOORS = Path(__file__).resolve().parent / "ci_floors.json"
+GATED = ("answer_accuracy", "citation_precision", "abstention_f1")
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """metrics.json and results.jsonl of a run directory (FileNotFoundError names what is missing)."""
+    run_dir = Path(run_dir)
+    for name in ("metrics.json", "results.jsonl"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir / name} does not exist: is {run_dir} the --out of `python -m eval run`?")
+    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")), read_rows(run_dir / "results.jsonl")
+
+
+@dataclass
+class Comparison:
+    """Differences between run A and run B; ``text()`` renders them, ``to_dict()`` for --json."""
+
+    a: str
+    b: str
+    setup: list[tuple[str, Any, Any]] = field(default_factory=list)
+    metrics: list[tuple[str, dict | None, dict | None]] = field(default_factory=list)
+    questions: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, "setup": [{"key": k, "a": x, "b": y} for k, x, y in self.setup],
+                "metrics": [{"metric": k, "a": x, "b": y} for k, x, y in self.metrics], "questions": self.questions}
+
+    def text(self) -> str:
+        lines = [f"A = {self.a}", f"B = {self.b}", ""]
+        if self.setup:
+            lines.append("setup differences:")
+            lines += [f"  {k}: {x!r} -> {y!r}" for k, x, y in self.setup]
+            lines.append("")
+        lines.append(f"{'metric':<28}{'A':<22}{'B':<22}delta")
+        for key, x, y in self.metrics:
+            va, vb = (x or {}).get("value"), (y or {}).get("value")
+            delta = f"{vb - va:+.3f}" if va is not None and vb is not None else ""
+            overlap = _overlap(x, y)
+            mark = "" if not delta or float(delta) == 0 else ("  (CIs overlap)" if overlap else "  (CIs disjoint)")
+            lines.append(f"{key:<28}{fmt(x):<22}{fmt(y):<22}{delta}{mark}")
+        lines.append("")
+        changed = [q for q in self.questions if q["changes"]]
+        lines.append(f"questions changed: {len(changed)} of {len(self.questions)}")
+        for q in changed:
+            lines.append(f"  {q['id']} [{q['lang']}/{q['kind']}] {q['status']}: " + "; ".join(q["changes"]))
+        return "\n".join(lines)
+
+
+def _overlap(x: dict | None, y: dict | None) -> bool:
+    if not x or not y or not x.get("ci95") or not y.get("ci95"):
+        return True
+    return not (x["ci95"][1] < y["ci95"][0] or y["ci95"][1] < x["ci95"][0])
+
+
+def _question_changes(ra: dict[str, Any] | None, rb: dict[str, Any] | None) -> dict[str, Any]:
+    r = rb or ra
+    assert r is not None
+    out: dict[str, Any] = {"id": r["id"], "lang": r["lang"], "kind": r["kind"], "changes": []}
+    if ra is None or rb is None:
+        out["status"] = "only in B" if ra is None else "only in A"
+        out["changes"].append(out["status"])
+        return out
+    va, vb = ra["verdict"], rb["verdict"]
+    out["status"] = {("correct", "correct"): "still correct", ("correct", "wrong"): "REGRESSED",
+                     ("wrong", "correct"): "FIXED"}.get((va, vb), f"{va} -> {vb}")
+    ch = out["changes"]
+    if va != vb:
+        ch.append(f"verdict {va} -> {vb}")
+    if ra["abstained"] != rb["abstained"]:
+        ch.append("now abstains" if rb["abstained"] else "no longer abstains")
+    if ra["answer"] != rb["answer"]:
+        ch.append(f"answer changed: {rb['answer'][:90]!r}")
+    ca, cb = [c["doc_id"] for c in ra["citations"]], [c["doc_id"] for c in rb["citations"]]
+    if ca != cb:
+        ch.append(f"cited {ca} -> {cb}")
+    for key in ("mrr", "hit@1"):
+        xa, xb = ra["scores"]["retrieval"].get(key), rb["scores"]["retrieval"].get(key)
+        if xa != xb:
+            ch.append(f"{key} {xa} -> {xb}")
+    gone, new = sorted(set(ra["why"]) - set(rb["why"])), sorted(set(rb["why"]) - set(ra["why"]))
+    if new:
+        ch.append(f"new issues: {new}")
+    if gone:
+        ch.append(f"resolved: {gone}")
+    return out
+
+
+def compare(run_a: Path, run_b: Path) -> Comparison:
+    """What changed from run A to run B: setup, every overall metric, every question."""
+    (ma, rows_a), (mb, rows_b) = load_run(run_a), load_run(run_b)
+    cmp = Comparison(a=str(run_a), b=str(run_b))
+    meta_a, meta_b = ma["meta"], mb["meta"]
+    flat_a = {**{f"settings.{k}": v for k, v in meta_a["settings"].items()},
+              **{k: meta_a.get(k) for k in ("gold_sha256", "questions", "answer_mode")},
+              "corpus": meta_a["corpus"]["fingerprint"], "commit": meta_a["git"]["commit"]}
+    flat_b = {**{f"settings.{k}": v for k, v in meta_b["settings"].items()},
+              **{k: meta_b.get(k) for k in ("gold_sha256", "questions", "answer_mode")},
+              "corpus": meta_b["corpus"]["fingerprint"], "commit": meta_b["git"]["commit"]}
+    cmp.setup = [(k, flat_a.get(k), flat_b.get(k)) for k in sorted(set(flat_a) | set(flat_b))
+                 if flat_a.get(k) != flat_b.get(k)]
+    keys = list(HEADLINE) + [k for k in ma["overall"] if k not in HEADLINE]
+    cmp.metrics = [(k, ma["overall"].get(k), mb["overall"].get(k)) for k in keys]
+    by_a, by_b = {r["id"]: r for r in rows_a}, {r["id"]: r for r in rows_b}
+    cmp.questions = [_question_changes(by_a.get(i), by_b.get(i)) for i in sorted(set(by_a) | set(by_b))]
+    return cmp
+
+
+@dataclass
+class GateResult:
+    """Outcome of the gate: ``ok`` and one line per gated metric."""
+
+    ok: bool
+    lines: list[str]
+
+
+def floors_for(metrics: dict[str, Any], floors_path: Path = FLOORS) -> tuple[str, dict[str, float]]:
+    """The floors section matching the run's CLI mode (extractive / llm / auto)."""
+    table = json.loads(Path(floors_path).read_text(encoding="utf-8"))
+    mode = metrics["meta"].get("mode", "extractive")
+    if mode not in table:
+        raise KeyError(f"{floors_path} has no floors for mode '{mode}' (has: {', '.join(sorted(table))})")
+    return mode, table[mode]["floors"]
+
+
+def gate(run_dir: Path, floors_path: Path = FLOORS) -> GateResult:
+    """Fail when a gated metric of the run is below its floor.
+
+    >>> gate(Path("runs/ci")).lines[0]
+    'PASS answer_accuracy 0.787 >= floor 0.730 (+0.057)'
+    """
+    metrics, _ = load_run(run_dir)
+    mode, floors = floors_for(metrics, floors_path)
+    ok, lines = True, [f"gate: {run_dir} (mode {mode}, {metrics['meta']['questions']} questions) "
+                       f"against {floors_path}"]
+    for key in GATED:
+        if key not in floors:
+            continue
+        value = (metrics["overall"].get(key) or {}).get("value")
+        if value is None:
+            lines.append(f"SKIP {key}: undefined on this run (e.g. no unanswerable question in the subset)")
+            continue
+        diff = value - floors[key]
+        if diff < 0:
+            ok = False
+            lines.append(f"FAIL {key} {value:.3f} < floor {floors[key]:.3f} ({diff:+.3f}: {-diff:.3f} below)")
+        else:
+            lines.append(f"PASS {key} {value:.3f} >= floor {floors[key]:.3f} ({diff:+.3f})")
+    return GateResult(ok, lines)

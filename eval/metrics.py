@@ -1,0 +1,248 @@
+"""Scoring: one answer against its gold item, then per-run / per-language / per-kind metrics.
+
+    >>> row = score_answer(item, qa.ask(item.question))          # one JSON-ready result row
+    >>> rows = add_retrieval([row, ...])                          # ranx: hit@k, recall@k, MRR, nDCG
+    >>> aggregate(rows)["overall"]["answer_accuracy"]
+    {'value': 0.8, 'ci95': [0.7, 0.89], 'n': 75}
+
+Every metric is a ratio of per-question sums (a mean over a population, or e.g. F1 =
+2TP / (2TP+FP+FN)), so one percentile bootstrap over questions (1000 resamples, fixed seed)
+gives its 95% interval. Definitions are in docs/EVAL.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from eval.gold import GoldItem
+from eval.match import answer_correct, group_matched, matched_groups
+
+LANGS = ("en", "pt", "es", "de")
+# Our name -> ranx metric name. The corpus is small (5 documents), so @5/@10 saturate; @1 is telling.
+RETRIEVAL = {"hit@1": "hit_rate@1", "hit@3": "hit_rate@3", "recall@5": "recall@5",
+             "recall@10": "recall@10", "mrr": "mrr", "ndcg@10": "ndcg@10"}
+HEADLINE = ("answer_accuracy", "hit@1", "recall@5", "mrr", "ndcg@10", "citation_precision",
+            "citation_support", "cited_share", "abstention_f1", "false_abstention_rate",
+            "language_match", "conflict_surfaced")
+STAGES = ("embed", "dense", "bm25", "fuse", "evidence", "generate", "retrieve", "total")
+SEED, RESAMPLES = 0, 1000
+_QUOTE = re.compile(r"“.*”", re.DOTALL)
+_MARK = re.compile(r"\[\d+\]")
+
+
+def answer_language(text: str) -> str:
+    """Language of an answer's own words, among en/pt/es/de ("und" when there are none).
+
+    The conflict notice (from "⚠" on) is dropped, then the quoted span (first “ to last ”) and
+    citation marks: what is left is the framing the system wrote ("From a source in Spanish:").
+    An answer that is nothing but a quote is judged by the quote itself.
+
+    >>> answer_language('De uma fonte em inglês: “Nvidia joins as advisor.” [1]')
+    'pt'
+    """
+    from index.language import detect_language
+
+    body = text.split("\n\n⚠", 1)[0]
+    own = _MARK.sub(" ", _QUOTE.sub(" ", body))
+    if sum(ch.isalpha() for ch in own) < 3:
+        own = _MARK.sub(" ", body.replace("“", " ").replace("”", " "))
+    if not any(ch.isalpha() for ch in own):
+        return "und"
+    return detect_language(own, LANGS).code
+
+
+def doc_ranking(retrieved: Sequence[dict]) -> list[str]:
+    """Document ids in the order their first chunk was retrieved (fused rank), duplicates dropped."""
+    out: list[str] = []
+    for hit in sorted(retrieved, key=lambda h: h["rank"]):
+        if hit["doc_id"] not in out:
+            out.append(hit["doc_id"])
+    return out
+
+
+def score_answer(item: GoldItem, answer: Any | None, error: str = "") -> dict[str, Any]:
+    """One results.jsonl row: the answer, what it cited and retrieved, its scores and why it failed.
+
+    >>> score_answer(item, qa.ask(item.question))["verdict"]
+    'correct'
+    """
+    row: dict[str, Any] = {"id": item.id, "lang": item.lang, "kind": item.kind, "question": item.question,
+                           "answerable": item.answerable, "gold_answers": item.answers,
+                           "gold_sources": item.sources, "gold_conflict": item.conflict}
+    if answer is None:
+        row.update(answer="", mode="", abstained=False, error=error, citations=[], conflicts=[], retrieved=[],
+                   doc_ranking=[], timings={}, verdict="error", why=[f"error: {error}"],
+                   scores={"correct": False, "retrieval": {}})
+        return row
+    d = answer.to_dict()
+    cits = [{k: c[k] for k in ("n", "doc_id", "chunk_id", "language", "quote", "char_start", "char_end", "score")}
+            for c in d["citations"]]
+    retrieved = [{k: h[k] for k in ("rank", "doc_id", "chunk_id", "score", "dense_rank", "bm25_rank") if k in h}
+                 for h in d["retrieved"]]
+    row.update(answer=answer.text, mode=answer.mode, abstained=answer.abstained, verified=answer.verified,
+               verification=answer.verification, fallback=answer.fallback, error="",
+               question_language=answer.language, citations=cits, conflicts=d["conflicts"],
+               retrieved=retrieved, doc_ranking=doc_ranking(retrieved), timings=dict(answer.timings))
+    answered = item.answerable and not answer.abstained
+    groups = matched_groups(answer.text, item.answers) if item.answers else []
+    correct = (not item.answerable) if answer.abstained else answer_correct(answer.text, item.answers)
+    cited_docs = list(dict.fromkeys(c["doc_id"] for c in cits))
+    precision = support = partial = has_cit = None
+    if answered:
+        has_cit = bool(cits)
+        if cits:
+            precision = sum(doc in item.sources for doc in cited_docs) / len(cited_docs)
+            per_group = [any(group_matched(c["quote"], g) for c in cits) for g in item.answers]
+            support, partial = all(per_group), any(per_group)
+    lang = answer_language(answer.text)
+    conflict = None
+    if item.kind == "conflict" or item.conflict:
+        conflict = bool(answer.conflicts) or (bool(item.conflict) and answer_correct(answer.text, item.conflict))
+    row["answer_language"] = lang
+    row["scores"] = {"correct": correct, "groups_matched": groups, "citation_precision": precision,
+                     "citation_supported": support, "citation_supported_partial": partial,
+                     "has_citation": has_cit, "language_match": lang == item.lang,
+                     "question_language_match": answer.language == item.lang,
+                     "conflict_surfaced": conflict, "retrieval": {}}
+    why: list[str] = []
+    if item.answerable and answer.abstained:
+        why.append("abstained on answerable")
+    if not item.answerable and not answer.abstained:
+        why.append("answered unanswerable")
+    if answered:
+        why += [f"missing group {g}" for g, ok in zip(item.answers, groups) if not ok]
+        why += [f"cited non-gold doc {doc}" for doc in cited_docs if doc not in item.sources]
+        if not cits:
+            why.append("no citation")
+        elif not support:
+            why.append("citations do not contain the answer")
+    if lang != item.lang:
+        why.append(f"answer in '{lang}', question in '{item.lang}'")
+    if conflict is False:
+        why.append("conflict not surfaced")
+    if answer.fallback:
+        why.append(f"LLM fell back: {answer.fallback}")
+    row["verdict"], row["why"] = ("correct" if correct else "wrong"), why
+    return row
+
+
+def add_retrieval(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fill ``scores.retrieval`` of answerable rows with ranx metrics over the gold sources.
+
+    qrels: every gold source of an answerable question is relevant (1); run: the row's document
+    ranking, scored 1/position. Unanswerable rows keep an empty dict.
+
+    >>> add_retrieval(rows)[0]["scores"]["retrieval"]["mrr"]
+    0.5
+    """
+    from ranx import Qrels, Run, evaluate
+
+    target = [r for r in rows if r["answerable"] and r["gold_sources"]]
+    if not target:
+        return rows
+    qrels = Qrels.from_dict({r["id"]: {doc: 1 for doc in r["gold_sources"]} for r in target})
+    run = Run.from_dict({r["id"]: {doc: 1.0 / pos for pos, doc in enumerate(r["doc_ranking"], 1)}
+                         for r in target})
+    got = evaluate(qrels, run, list(RETRIEVAL.values()), return_mean=False, make_comparable=True)
+    order = {qid: i for i, qid in enumerate(qrels.keys())}
+    for r in target:
+        i = order[r["id"]]
+        r["scores"]["retrieval"] = {ours: round(float(got[theirs][i]), 6) for ours, theirs in RETRIEVAL.items()}
+        if r["scores"]["retrieval"]["recall@10"] == 0 and "no gold source retrieved" not in r["why"]:
+            r["why"].append("no gold source retrieved")
+    return rows
+
+
+# ---------------------------------------------------------------------------- aggregation
+def _arrays(rows: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """metric -> (numerator per question, denominator per question, population size)."""
+    s = [r["scores"] for r in rows]
+    ok = np.array([r["verdict"] != "error" for r in rows], float)
+    ans = np.array([r["answerable"] for r in rows], float)
+    abst = np.array([r["abstained"] for r in rows], float)
+    correct = np.array([x["correct"] for x in s], float)
+
+    def opt(key: str) -> tuple[np.ndarray, np.ndarray]:
+        vals = [x.get(key) for x in s]
+        return (np.array([float(v or 0) for v in vals]), np.array([v is not None for v in vals], float))
+
+    tp, fp, fn = abst * (1 - ans), abst * ans, (1 - abst) * (1 - ans)
+    out = {"answer_accuracy": (correct, np.ones(len(rows)), len(rows)),
+           "answer_accuracy_answerable": (correct * ans, ans, int(ans.sum()))}
+    for name in RETRIEVAL:
+        vals = np.array([x["retrieval"].get(name, 0.0) for x in s])
+        out[name] = (vals * ans, ans, int(ans.sum()))
+    for name, key in (("citation_precision", "citation_precision"), ("citation_support", "citation_supported"),
+                      ("citation_support_partial", "citation_supported_partial"), ("cited_share", "has_citation"),
+                      ("conflict_surfaced", "conflict_surfaced"), ("language_match", "language_match"),
+                      ("question_language_match", "question_language_match")):
+        num, den = opt(key)
+        out[name] = (num, den * ok, int((den * ok).sum()))
+    out["abstention_precision"] = (tp, tp + fp, len(rows))
+    out["abstention_recall"] = (tp, tp + fn, len(rows))
+    out["abstention_f1"] = (2 * tp, 2 * tp + fp + fn, len(rows))
+    out["false_abstention_rate"] = (fp, ans, int(ans.sum()))
+    return out
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> float | None:
+    d = float(den.sum())
+    return float(num.sum()) / d if d > 0 else None
+
+
+def summarize(rows: list[dict[str, Any]], seed: int = SEED, resamples: int = RESAMPLES) -> dict[str, dict]:
+    """metric -> {"value", "ci95": [low, high], "n"}: point estimate and percentile bootstrap interval."""
+    if not rows:
+        return {}
+    idx = np.random.default_rng(seed).integers(0, len(rows), size=(resamples, len(rows)))
+    out: dict[str, dict] = {}
+    for name, (num, den, n) in _arrays(rows).items():
+        value = _ratio(num, den)
+        ci = None
+        if value is not None:
+            nums, dens = num[idx].sum(axis=1), den[idx].sum(axis=1)
+            vals = nums[dens > 0] / dens[dens > 0]
+            ci = [round(float(v), 4) for v in np.percentile(vals, [2.5, 97.5])] if len(vals) else None
+        out[name] = {"value": None if value is None else round(value, 4), "ci95": ci, "n": n}
+    return out
+
+
+def latency(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """stage -> p50/p95/mean/max seconds over the questions that ran the stage."""
+    stages: dict[str, list[float]] = {}
+    for r in rows:
+        for k, v in r.get("timings", {}).items():
+            stages.setdefault(k, []).append(float(v))
+    order = [s for s in STAGES if s in stages] + sorted(set(stages) - set(STAGES))
+    return {s: {"p50": round(float(np.percentile(stages[s], 50)), 4),
+                "p95": round(float(np.percentile(stages[s], 95)), 4),
+                "mean": round(float(np.mean(stages[s])), 4), "max": round(max(stages[s]), 4),
+                "n": len(stages[s])} for s in order}
+
+
+def counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    modes: dict[str, int] = {}
+    for r in rows:
+        modes[r.get("mode") or "none"] = modes.get(r.get("mode") or "none", 0) + 1
+    return {"questions": len(rows), "answerable": sum(r["answerable"] for r in rows),
+            "unanswerable": sum(not r["answerable"] for r in rows),
+            "correct": sum(r["scores"]["correct"] for r in rows),
+            "abstained": sum(r["abstained"] for r in rows),
+            "false_abstentions": sum(r["abstained"] and r["answerable"] for r in rows),
+            "answered_unanswerable": sum(not r["abstained"] and not r["answerable"] for r in rows),
+            "errors": sum(r["verdict"] == "error" for r in rows),
+            "fallbacks": sum(bool(r.get("fallback")) for r in rows), "answer_modes": dict(sorted(modes.items()))}
+
+
+def aggregate(rows: list[dict[str, Any]], seed: int = SEED, resamples: int = RESAMPLES) -> dict[str, Any]:
+    """overall / by_language / by_kind metrics (with 95% intervals), latency and counts of one system."""
+    def by(key: str) -> dict[str, dict]:
+        groups = sorted({r[key] for r in rows})
+        return {g: summarize([r for r in rows if r[key] == g], seed, resamples) for g in groups}
+
+    return {"overall": summarize(rows, seed, resamples), "by_language": by("lang"), "by_kind": by("kind"),
+            "latency": latency(rows), "counts": counts(rows)}

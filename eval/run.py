@@ -1,0 +1,227 @@
+"""One evaluation run: ask every gold question, score, write metrics.json, results.jsonl, report.md.
+
+    >>> result = run(RunOptions(gold=DEFAULT_GOLD, mode="extractive", out=Path("runs/x"), limit=8))
+    >>> result.metrics["overall"]["answer_accuracy"]["value"]
+
+Reproducible: questions are asked in gold order and results sorted by id (workers only
+parallelise); the run records its settings (secrets masked), model ids, corpus fingerprint, git
+commit, package versions and date in ``metrics.json["meta"]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from eval.gold import GoldItem, load_gold
+from eval.metrics import RESAMPLES, SEED, add_retrieval, aggregate, score_answer
+from rag.settings import Settings
+
+PACKAGES = ("rag-cite", "llama-index-core", "llama-index-vector-stores-chroma", "chromadb", "ranx", "numpy",
+            "torch", "transformers", "sentence-transformers", "lingua-language-detector", "bm25s", "xllamacpp")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class RunOptions:
+    """What ``python -m eval run`` was asked to do (see ``--help``)."""
+
+    gold: Path
+    mode: str = "extractive"  # extractive | llm | auto
+    out: Path | None = None
+    limit: int | None = None
+    ids: list[str] | None = None
+    workers: int = 1
+    data_dir: str | None = None
+    chroma_url: str | None = None
+    config: str | None = None
+    index: list[str] | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
+    baselines: bool = False
+    progress: bool = True
+    seed: int = SEED
+    resamples: int = RESAMPLES
+    command: str = ""
+
+
+@dataclass
+class RunResult:
+    out: Path
+    metrics: dict[str, Any]
+    rows: dict[str, list[dict[str, Any]]]  # system -> results rows ("full" first)
+
+
+def resolve_mode(mode: str, settings: Settings) -> str:
+    """CLI mode -> answer mode: ``llm`` is "openai" when a server is configured, else "local".
+
+    >>> resolve_mode("llm", Settings())
+    'local'
+    """
+    if mode == "llm":
+        return "openai" if settings.llm_base_url else "local"
+    if mode not in ("extractive", "auto", "local", "openai"):
+        raise ValueError(f"mode must be extractive, llm or auto, got {mode!r}")
+    return mode
+
+
+def load_settings(opts: RunOptions) -> Settings:
+    """Settings from config/env, then --data-dir/--chroma-url, then --set overrides, then the mode."""
+    over: dict[str, Any] = {"data_dir": opts.data_dir, "chroma_url": opts.chroma_url, **opts.overrides}
+    settings = Settings.load(opts.config, **{k: v for k, v in over.items() if v is not None})
+    return dataclasses.replace(settings, mode=resolve_mode(opts.mode, settings)).validate()
+
+
+def select(items: list[GoldItem], limit: int | None, ids: Sequence[str] | None) -> list[GoldItem]:
+    """The gold items to run: ``ids`` (in file order) if given, then the first ``limit``."""
+    if ids:
+        unknown = sorted(set(ids) - {i.id for i in items})
+        if unknown:
+            raise ValueError(f"--ids: no gold question with id {', '.join(unknown)}")
+        items = [i for i in items if i.id in set(ids)]
+    return items[:limit] if limit else items
+
+
+def prepare(settings: Settings, index_paths: Sequence[str] | None) -> Any:
+    """The Assistant, after indexing ``index_paths`` (or the corpus folder when the store is empty)."""
+    from rag.assistant import Assistant
+
+    qa = Assistant(settings)
+    paths = list(index_paths or [])
+    if not paths and not qa.documents():
+        paths = [str(settings.corpus_dir)]
+    if paths:
+        print(f"indexing {', '.join(paths)} into {settings.data_dir} ...", file=sys.stderr)
+        report = qa.index(paths)
+        for r in report.failed:
+            print(f"  failed {r.path}: {r.reason}", file=sys.stderr)
+    return qa
+
+
+def ask_all(ask: Callable[[str], Any], items: Sequence[GoldItem], workers: int, label: str,
+            progress: bool) -> list[dict[str, Any]]:
+    """Score every item; exceptions become "error" rows. Rows come back sorted by id."""
+    from tqdm import tqdm
+
+    def one(item: GoldItem) -> dict[str, Any]:
+        try:
+            return score_answer(item, ask(item.question))
+        except Exception as exc:  # noqa: BLE001 - one broken question must not lose the run
+            return score_answer(item, None, error=f"{type(exc).__name__}: {exc}")
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
+            tqdm(total=len(items), desc=f"{label:>10}", unit="q", file=sys.stderr, disable=not progress) as bar:
+        futures = [pool.submit(one, item) for item in items]
+        for _ in as_completed(futures):
+            bar.update(1)
+    return add_retrieval(sorted((f.result() for f in futures), key=lambda r: r["id"]))
+
+
+def corpus_fingerprint(records: Sequence[Any]) -> str:
+    """sha256 over the sorted "doc_id content_hash" lines of the indexed documents."""
+    lines = sorted(f"{r.doc_id} {r.content_hash}" for r in records)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def git_commit() -> dict[str, Any]:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True,
+                               timeout=10)
+        if head.returncode == 0:
+            return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"commit": "unknown", "dirty": None}
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def model_ids(settings: Settings) -> dict[str, Any]:
+    from rag.components import embedder_id
+
+    llm: str | None = None
+    if settings.mode == "openai" or (settings.mode == "auto" and settings.llm_base_url):
+        llm = f"{settings.llm_model} @ {settings.llm_base_url}"
+    elif settings.mode in ("local", "auto"):
+        llm = Path(settings.llm_model_path).name if settings.llm_model_path else settings.llm_bundled
+    return {"embed_model": settings.embed_model, "embed_backend": settings.embed_backend,
+            "embedder_id": embedder_id(settings), "llm": llm, "reranker": settings.reranker_model or None}
+
+
+def run(opts: RunOptions) -> RunResult:
+    """Validate the gold file, index if needed, ask, score, write all outputs; return the metrics."""
+    from eval.baselines import DESCRIPTIONS, baseline_systems
+    from eval.report import write_report
+
+    started = time.perf_counter()
+    load_gold(opts.gold)  # syntax first: a broken file stops the run before any model loads
+    settings = load_settings(opts)
+    qa = prepare(settings, opts.index)
+    records = qa.documents()
+    items = select(load_gold(opts.gold, {r.doc_id for r in records}), opts.limit, opts.ids)
+    out = opts.out or REPO / "runs" / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{opts.mode}"
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{len(items)} questions, mode {settings.mode}, {opts.workers} worker(s) -> {out}", file=sys.stderr)
+
+    rows = {"full": ask_all(lambda q: qa.ask(q, mode=settings.mode), items, opts.workers, "full", opts.progress)}
+    if opts.baselines:
+        for name, (ask, close) in baseline_systems(settings, records, out).items():
+            try:
+                rows[name] = ask_all(ask, items, opts.workers, name, opts.progress)
+            finally:
+                close()
+
+    gold_bytes = Path(opts.gold).read_bytes()
+    meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "command": opts.command,
+            "gold": str(opts.gold), "gold_sha256": hashlib.sha256(gold_bytes).hexdigest(),
+            "questions": len(items), "limit": opts.limit, "ids": opts.ids, "mode": opts.mode,
+            "answer_mode": settings.mode, "workers": opts.workers, "seed": opts.seed, "resamples": opts.resamples,
+            "settings": settings.public(), "models": model_ids(settings),
+            "corpus": {"fingerprint": corpus_fingerprint(records), "documents": len(records),
+                       "doc_ids": [r.doc_id for r in records]},
+            "git": git_commit(), "versions": versions(), "systems": {k: DESCRIPTIONS[k] for k in rows}}
+    metrics: dict[str, Any] = {"schema": 1, "meta": meta, **aggregate(rows["full"], opts.seed, opts.resamples),
+                               "baselines": {name: {"description": DESCRIPTIONS[name],
+                                                    **aggregate(r, opts.seed, opts.resamples)}
+                                             for name, r in rows.items() if name != "full"}}
+    meta["duration_seconds"] = round(time.perf_counter() - started, 1)
+    write_rows(out / "results.jsonl", rows["full"])
+    for name, r in rows.items():
+        if name != "full":
+            write_rows(out / "baselines" / f"{name}.jsonl", r)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_report(out, metrics, rows)
+    return RunResult(out=out, metrics=metrics, rows=rows)
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a results.jsonl file."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]

