@@ -62,6 +62,10 @@ def chat_text(answer: Answer) -> str:
     return f"{md_safe(answer.text)}\n\n*{md_safe(timings_line(answer))}*"
 
 
+def short(text: str, limit: int = 70) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def passage_html(c: Citation) -> str:
     """The passage with the cited sentence wrapped in <mark> (offsets are document offsets)."""
     start, end = c.char_start - c.passage_start, c.char_end - c.passage_start
@@ -75,7 +79,8 @@ def card_html(c: Citation, kind: str) -> str:
     """One clickable citation: <summary> opens a source card (name, language, highlighted passage)."""
     name = Path(c.source).name or c.doc_id
     return (f'<details class="rag-cite" data-testid="{kind}" data-n="{c.n}">'
-            f'<summary data-testid="{kind}-{c.n}">[{c.n}] {esc(c.title or c.doc_id)}</summary>'
+            f'<summary data-testid="{kind}-{c.n}">[{c.n}] {esc(short(c.title or c.doc_id))} '
+            f'<span class="rag-meta">{esc(c.doc_id)} · {esc(c.language)}</span></summary>'
             f'<div class="rag-card" data-testid="source-card">'
             f'<div class="rag-meta"><b data-testid="card-doc">{esc(c.doc_id)}</b> · file {esc(name)} · '
             f'language <span data-testid="card-lang">{esc(c.language)}</span> · '
@@ -89,7 +94,7 @@ def panel_html(answer: Answer) -> str:
     for conflict in answer.conflicts:
         claims = " vs ".join(f"<b>{esc(v)}</b> [{n}]" for v, n in conflict.claims)
         out.append(f'<div class="rag-conflict" role="alert" data-testid="conflict">⚠ The sources disagree: '
-                   f'{claims} <span class="rag-meta">(about “{esc(conflict.about)}”)</span></div>')
+                   f'{claims} <span class="rag-meta">(about “{esc(short(conflict.about, 100))}”)</span></div>')
     if answer.abstained:
         out.append("<p><b>Not found in the documents.</b> Closest passages, offered as related reading "
                    "(not citations):</p>")
@@ -263,7 +268,8 @@ def build_ui(qa: Assistant) -> gr.Blocks:
                                            scale=3)
                         drop = gr.Button("Remove", variant="stop", elem_id="remove-btn", scale=1)
                 table = gr.Dataframe(doc_rows(), headers=DOC_HEADERS, interactive=False, elem_id="doc-table",
-                                     wrap=True, max_height=320, scale=3)
+                                     wrap=True, max_height=320, scale=3,
+                                     column_widths=["26%", "10%", "9%", "12%", "43%"])
 
         inputs = [box, chat, turns, lang, docs, mode, top_k]
         for trigger in (box.submit, send.click):
@@ -323,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         demo.queue(default_concurrency_limit=1).launch(
             server_name=host, server_port=port, auth=(user, password) if auth else None, allowed_paths=[],
-            max_file_size=f"{settings.max_upload_mb:g}mb", ssr_mode=False, show_error=False, css=CSS,
+            max_file_size=int(settings.max_upload_mb * 1024 * 1024), ssr_mode=False, show_error=False, css=CSS,
             footer_links=["api"])
     except OSError as exc:
         print(f"error: cannot listen on {host}:{port} ({exc})", file=sys.stderr)

@@ -58,7 +58,9 @@ def read_documents(records: Sequence[Any]) -> list[tuple[str, str, str, str]]:
     for rec in records:
         path = Path(rec.source)
         if not path.is_file():
-            raise FileNotFoundError(f"quickstart baseline: source file {path} of document {rec.doc_id} "
+            from eval.run import EvalError
+
+            raise EvalError(f"quickstart baseline: source file {path} of document {rec.doc_id} "
                                     "is gone; re-index or run from the directory the corpus was indexed from")
         docs.append((rec.doc_id, rec.source, rec.language, read_file(path).text))
     return docs

@@ -17,18 +17,18 @@ from typing import Any
 
 from eval.metrics import HEADLINE
 from eval.report import fmt
-from eval.run import read_rows
+from eval.run import EvalError, read_rows
 
 FLOORS = Path(__file__).resolve().parent / "ci_floors.json"
 GATED = ("answer_accuracy", "citation_precision", "abstention_f1")
 
 
 def load_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """metrics.json and results.jsonl of a run directory (FileNotFoundError names what is missing)."""
+    """metrics.json and results.jsonl of a run directory (EvalError names what is missing)."""
     run_dir = Path(run_dir)
     for name in ("metrics.json", "results.jsonl"):
         if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir / name} does not exist: is {run_dir} the --out of `python -m eval run`?")
+            raise EvalError(f"{run_dir / name} does not exist: is {run_dir} the --out of `python -m eval run`?")
     return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")), read_rows(run_dir / "results.jsonl")
 
 
@@ -60,11 +60,21 @@ class Comparison:
             mark = "" if not delta or float(delta) == 0 else ("  (CIs overlap)" if overlap else "  (CIs disjoint)")
             lines.append(f"{key:<28}{fmt(x):<22}{fmt(y):<22}{delta}{mark}")
         lines.append("")
-        changed = [q for q in self.questions if q["changes"]]
-        lines.append(f"questions changed: {len(changed)} of {len(self.questions)}")
+        only = {side: [q["id"] for q in self.questions if q["status"] == f"only in {side}"] for side in "AB"}
+        both = [q for q in self.questions if not q["status"].startswith("only in")]
+        if only["A"] or only["B"]:
+            lines.append("WARNING: the runs cover different questions, so their metrics are not comparable")
+            lines += [f"  only in {side} ({len(ids)}): {', '.join(ids)}" for side, ids in only.items() if ids]
+        changed = sorted((q for q in both if q["changes"]), key=lambda q: (_RANK.get(q["status"], 2), q["id"]))
+        lines.append(f"questions changed: {len(changed)} of {len(both)} in both runs "
+                     f"({sum(q['status'] == 'FIXED' for q in both)} fixed, "
+                     f"{sum(q['status'] == 'REGRESSED' for q in both)} regressed)")
         for q in changed:
             lines.append(f"  {q['id']} [{q['lang']}/{q['kind']}] {q['status']}: " + "; ".join(q["changes"]))
         return "\n".join(lines)
+
+
+_RANK = {"REGRESSED": 0, "FIXED": 1}
 
 
 def _overlap(x: dict | None, y: dict | None) -> bool:
@@ -136,10 +146,12 @@ class GateResult:
 
 def floors_for(metrics: dict[str, Any], floors_path: Path = FLOORS) -> tuple[str, dict[str, float]]:
     """The floors section matching the run's CLI mode (extractive / llm / auto)."""
+    if not Path(floors_path).is_file():
+        raise EvalError(f"floors file {floors_path} does not exist")
     table = json.loads(Path(floors_path).read_text(encoding="utf-8"))
     mode = metrics["meta"].get("mode", "extractive")
     if mode not in table:
-        raise KeyError(f"{floors_path} has no floors for mode '{mode}' (has: {', '.join(sorted(table))})")
+        raise EvalError(f"{floors_path} has no floors for mode '{mode}' (has: {', '.join(sorted(table))})")
     return mode, table[mode]["floors"]
 
 

@@ -158,8 +158,12 @@ def add_retrieval(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- aggregation
-def _arrays(rows: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
-    """metric -> (numerator per question, denominator per question, population size)."""
+def _arrays(rows: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray, int, np.ndarray | None]]:
+    """metric -> (numerator, denominator per question, population size, required per question or None).
+
+    A metric with a ``required`` array is undefined on a sample where it sums to 0 (recall and F1
+    of abstention need at least one unanswerable question).
+    """
     s = [r["scores"] for r in rows]
     ok = np.array([r["verdict"] != "error" for r in rows], float)
     ans = np.array([r["answerable"] for r in rows], float)
@@ -171,21 +175,22 @@ def _arrays(rows: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarra
         return (np.array([float(v or 0) for v in vals]), np.array([v is not None for v in vals], float))
 
     tp, fp, fn = abst * (1 - ans), abst * ans, (1 - abst) * (1 - ans)
-    out = {"answer_accuracy": (correct, np.ones(len(rows)), len(rows)),
-           "answer_accuracy_answerable": (correct * ans, ans, int(ans.sum()))}
+    out: dict[str, tuple[np.ndarray, np.ndarray, int, np.ndarray | None]] = {
+        "answer_accuracy": (correct, np.ones(len(rows)), len(rows), None),
+        "answer_accuracy_answerable": (correct * ans, ans, int(ans.sum()), None)}
     for name in RETRIEVAL:
         vals = np.array([x["retrieval"].get(name, 0.0) for x in s])
-        out[name] = (vals * ans, ans, int(ans.sum()))
+        out[name] = (vals * ans, ans, int(ans.sum()), None)
     for name, key in (("citation_precision", "citation_precision"), ("citation_support", "citation_supported"),
                       ("citation_support_partial", "citation_supported_partial"), ("cited_share", "has_citation"),
                       ("conflict_surfaced", "conflict_surfaced"), ("language_match", "language_match"),
                       ("question_language_match", "question_language_match")):
         num, den = opt(key)
-        out[name] = (num, den * ok, int((den * ok).sum()))
-    out["abstention_precision"] = (tp, tp + fp, len(rows))
-    out["abstention_recall"] = (tp, tp + fn, len(rows))
-    out["abstention_f1"] = (2 * tp, 2 * tp + fp + fn, len(rows))
-    out["false_abstention_rate"] = (fp, ans, int(ans.sum()))
+        out[name] = (num, den * ok, int((den * ok).sum()), None)
+    out["abstention_precision"] = (tp, tp + fp, len(rows), None)
+    out["abstention_recall"] = (tp, tp + fn, len(rows), 1 - ans)
+    out["abstention_f1"] = (2 * tp, 2 * tp + fp + fn, len(rows), 1 - ans)
+    out["false_abstention_rate"] = (fp, ans, int(ans.sum()), None)
     return out
 
 
@@ -200,12 +205,13 @@ def summarize(rows: list[dict[str, Any]], seed: int = SEED, resamples: int = RES
         return {}
     idx = np.random.default_rng(seed).integers(0, len(rows), size=(resamples, len(rows)))
     out: dict[str, dict] = {}
-    for name, (num, den, n) in _arrays(rows).items():
-        value = _ratio(num, den)
+    for name, (num, den, n, req) in _arrays(rows).items():
+        value = _ratio(num, den) if req is None or req.sum() > 0 else None
         ci = None
         if value is not None:
             nums, dens = num[idx].sum(axis=1), den[idx].sum(axis=1)
-            vals = nums[dens > 0] / dens[dens > 0]
+            keep = (dens > 0) & (req[idx].sum(axis=1) > 0 if req is not None else True)
+            vals = nums[keep] / dens[keep]
             ci = [round(float(v), 4) for v in np.percentile(vals, [2.5, 97.5])] if len(vals) else None
         out[name] = {"value": None if value is None else round(value, 4), "ci95": ci, "n": n}
     return out

@@ -13,7 +13,7 @@ from eval.metrics import HEADLINE
 
 CHARTS = ("accuracy_by_language.png", "accuracy_by_kind.png", "latency.png")
 BREAKDOWN = ("answer_accuracy", "mrr", "citation_precision", "citation_support", "abstention_f1",
-             "language_match")
+             "false_abstention_rate", "language_match")
 
 
 def fmt(m: dict[str, Any] | None, ci: bool = True) -> str:

@@ -3,9 +3,9 @@
     >>> money("recaudar 300.000 millones de dólares ... hasta 1 billón de dólares")
     [(300000000000.0, '300.000 millones de dólares'), (1000000000000.0, '1 billón de dólares')]
 
-Two evidence sentences conflict when they come from different documents, say nearly the same
-thing (sentence vectors close) and carry money figures with no value in common. The answer then
-shows both, each with its citation, instead of picking one.
+When the question asks for an amount, an evidence sentence from another document that says
+nearly the same thing as the answer's sentence (vectors close) but carries money figures with no
+value in common is a disagreement: the answer shows both, each with its citation.
 """
 
 from __future__ import annotations
@@ -49,25 +49,39 @@ def money(text: str) -> list[tuple[float, str]]:
     return out
 
 
-def find_conflicts(evidence: list, vectors: list, same_fact: float = 0.86, window: float = 0.06) -> list[tuple[int, int]]:
-    """Pairs (i, j) of evidence indexes that give different figures for the same fact.
+_AMOUNT = re.compile(
+    r"how (much|many)|amount|worth|value|figure|quant[oa]s?|valor|montante|cu[aá]nt[oa]s?|monto|cifra|"
+    r"wie (viel|viele|hoch)|wieviel|h[oö]he|betrag|summe|\$|€|billion|bilh|mill[oó]n|millones|milliard",
+    re.IGNORECASE,
+)
 
-    ``evidence`` items need ``.text``, ``.doc_id`` and ``.score``; ``vectors`` are their sentence
-    embeddings. Only sentences scoring within ``window`` of the best are considered.
+
+def asks_amount(question: str) -> bool:
+    """Does the question ask for a figure (the only kind of disagreement we detect)?"""
+    return bool(_AMOUNT.search(question))
+
+
+def find_conflicts(evidence: list, vectors: list, primary: int, same_fact: float = 0.82,
+                   window: float = 0.15) -> list[int]:
+    """Indexes of evidence sentences that give other figures than ``evidence[primary]`` for the
+    same fact: another document, a close score, a similar sentence, and no figure in common.
+
+    ``evidence`` items need ``.text``, ``.doc_id`` and ``.score``; ``vectors`` are their
+    sentence embeddings.
     """
-    if len(evidence) < 2:
+    base = evidence[primary]
+    base_figures = {round(v, -6) for v, _ in money(base.text)}
+    if not base_figures:
         return []
     top = max(e.score for e in evidence)
-    figures = [{round(v, -6) for v, _ in money(e.text)} for e in evidence]
-    pairs = []
-    for i, a in enumerate(evidence):
-        for j in range(i + 1, len(evidence)):
-            b = evidence[j]
-            if a.doc_id == b.doc_id or not figures[i] or not figures[j] or figures[i] & figures[j]:
-                continue
-            if min(a.score, b.score) < top - window:
-                continue
-            va, vb = np.asarray(vectors[i]), np.asarray(vectors[j])
-            if float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb) + 1e-9)) >= same_fact:
-                pairs.append((i, j))
-    return pairs
+    vb = np.asarray(vectors[primary])
+    out, seen_docs = [], {base.doc_id}
+    for i, e in enumerate(evidence):
+        figures = {round(v, -6) for v, _ in money(e.text)}
+        if e.doc_id in seen_docs or not figures or figures & base_figures or e.score < top - window:
+            continue
+        va = np.asarray(vectors[i])
+        if float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb) + 1e-9)) >= same_fact:
+            out.append(i)
+            seen_docs.add(e.doc_id)
+    return out

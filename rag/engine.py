@@ -12,10 +12,12 @@ else the answer falls back to the extractive one and says why.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 from llama_index.core.base.response.schema import Response
 from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
@@ -23,7 +25,7 @@ from pydantic import ConfigDict
 
 from index.language import detect_language, detect_question_language
 from rag.abstain import AbstentionGate
-from rag.conflicts import find_conflicts, money
+from rag.conflicts import asks_amount, find_conflicts, money
 from rag.errors import LLMError, QuestionError
 from rag.evidence import EvidenceSelector
 from rag.extractive import extractive_answer, pick_primary
@@ -97,7 +99,13 @@ class CitedQueryEngine(CustomQueryEngine):
         yield Event("retrieved", got.hits)
 
         t = time.perf_counter()
-        evidence, vectors = self._evidence(query, got.hits, got.query_embedding, lang)
+        # A follow-up's sentences are scored against what is asked now *and* its context: the
+        # mean of both vectors (the history alone would re-select the previous answer).
+        q_vec = got.query_embedding
+        if query != question:
+            now = np.asarray(self.embed_model.get_query_embedding(question))
+            q_vec = list((now + np.asarray(got.query_embedding)) / 2)
+        evidence, vectors = self._evidence(question, got.hits, q_vec, lang)
         gate = AbstentionGate(s.abstain_threshold, s.min_term_coverage, s.abstain_confident)
         decision = gate.decide(question, evidence, self.vocabulary() if self.vocabulary else None)
         timings["evidence"] = time.perf_counter() - t
@@ -114,7 +122,7 @@ class CitedQueryEngine(CustomQueryEngine):
                                                timings, started))
             return
 
-        conflicts = self._conflicts(evidence, vectors, lang)
+        conflicts = self._conflicts(question, evidence, vectors, lang)
         t = time.perf_counter()
         answer = None
         if mode != "extractive":
@@ -137,10 +145,13 @@ class CitedQueryEngine(CustomQueryEngine):
     # ------------------------------------------------------------------ steps
     @staticmethod
     def _with_history(question: str, history: list[tuple[str, str]] | None) -> str:
-        """A short follow-up ("and who joined later?") is searched together with the last question."""
+        """A short follow-up ("and how much will it invest?") is searched together with the last turn:
+        its question, and the start of its answer (where "it" usually points)."""
         if not history or len(question.split()) > FOLLOW_UP_WORDS:
             return question
-        return f"{history[-1][0]} {question}"
+        last_q, last_a = history[-1]
+        last_a = re.sub(r"\[\d+\]|⚠.*", "", str(last_a or ""), flags=re.S).strip()[:200]
+        return f"{last_q} {last_a} {question}".strip()
 
     def _evidence(self, query: str, hits: list[Hit], embedding: list[float], lang: str):
         nodes = [NodeWithScore(node=TextNode(id_=h.chunk_id, text=h.text, metadata={
@@ -159,19 +170,16 @@ class CitedQueryEngine(CustomQueryEngine):
             vectors.append(node.node.embedding)
         return evidence, vectors
 
-    def _conflicts(self, evidence: list[Evidence], vectors: list, lang: str) -> list[Conflict]:
-        if any(v is None for v in vectors):
-            return []
-        pairs = find_conflicts(evidence, vectors)
-        if not pairs:
+    def _conflicts(self, question: str, evidence: list[Evidence], vectors: list, lang: str) -> list[Conflict]:
+        if not asks_amount(question) or any(v is None for v in vectors):
             return []
         primary = pick_primary(lang, evidence)
-        claims: dict[int, str] = {}
-        for i, j in pairs:
-            for k in (i, j):
-                claims.setdefault(evidence[k].n, " / ".join(w for _, w in money(evidence[k].text)))
-        ordered = sorted(claims.items(), key=lambda kv: (kv[0] != primary.n, kv[0]))
-        return [Conflict(about=primary.text[:120], claims=[(v, n) for n, v in ordered])]
+        index = evidence.index(primary)
+        others = find_conflicts(evidence, vectors, index)
+        if not others:
+            return []
+        claims = [(" / ".join(w for _, w in money(evidence[i].text)), evidence[i].n) for i in [index, *others]]
+        return [Conflict(about=question, claims=claims)]
 
     def _llm_answer(self, question, lang, evidence, history, mode, base, llm_factory):
         from rag.llm import generator_for

@@ -214,9 +214,11 @@ class LocalLLMServer:
     def __init__(
         self, model_path: Path, threads: int = 2, ctx: int = 4096, host: str = "127.0.0.1",
         port: int | None = None, log_path: Path | None = None, api_key: str | None = None,
+        batch_threads: int | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.threads, self.ctx, self.host, self.port = threads, ctx, host, port
+        self.batch_threads = batch_threads or threads
         self.log_path = Path(log_path) if log_path else None
         self.api_key = secrets.token_urlsafe(24) if api_key is None else api_key
         self.start_seconds = 0.0
@@ -245,7 +247,8 @@ class LocalLLMServer:
             cmd = [
                 sys.executable, "-m", "rag.llm_server", "--model", str(self.model_path),
                 "--host", self.host, "--port", str(self.port or 0),
-                "--threads", str(self.threads), "--ctx", str(self.ctx),
+                "--threads", str(self.threads), "--batch-threads", str(self.batch_threads),
+                "--ctx", str(self.ctx),
             ]
             root = str(Path(__file__).resolve().parent.parent)
             env = {**os.environ, _KEY_ENV: self.api_key}
@@ -380,7 +383,8 @@ def _serve(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="threads for generation")
+    ap.add_argument("--batch-threads", type=int, default=0, help="threads for prompt processing")
     ap.add_argument("--ctx", type=int, default=4096)
     args = ap.parse_args(argv)
     ready = os.fdopen(os.dup(1), "w")
@@ -390,7 +394,8 @@ def _serve(argv: list[str] | None = None) -> None:
     p = xlc.CommonParams()
     p.model.path = args.model
     p.n_ctx, p.n_parallel = args.ctx, 1
-    p.cpuparams.n_threads = p.cpuparams_batch.n_threads = args.threads
+    p.cpuparams.n_threads = args.threads
+    p.cpuparams_batch.n_threads = args.batch_threads or args.threads
     p.hostnames, p.port, p.ui = [args.host], args.port, False
     p.cache_ram_mib = 256  # prompt cache in RAM; default 8 GiB is far more than one slot needs
     key = os.environ.pop(_KEY_ENV, "")

@@ -186,6 +186,16 @@ def test_server_start_stop_frees_port(smoke_model: Path, tmp_path: Path) -> None
     srv.stop()  # idempotent
 
 
+@pytest.mark.llm
+def test_broken_model_fails_with_log_tail(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 1000)
+    srv = LocalLLMServer(bad, log_path=tmp_path / "broken.log")
+    with pytest.raises(LLMError, match="exited with code") as err:
+        srv.start(timeout=60)
+    assert str(tmp_path / "broken.log") in str(err.value) and not srv.running
+
+
 @slow_llm
 def test_server_dies_with_its_parent(smoke_model: Path, tmp_path: Path) -> None:
     script = (

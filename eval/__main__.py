@@ -1,0 +1,149 @@
+"""``python -m eval`` (also ``rag eval``): run, compare, gate, calibrate.
+
+    $ python -m eval run --gold eval/gold/aip.jsonl --mode extractive --out runs/x [--baselines] [--gate]
+    $ python -m eval compare runs/a runs/b
+    $ python -m eval gate runs/x
+    $ python -m eval calibrate --gold eval/gold/aip.jsonl [--json]
+
+Exit codes: 0 ok, 1 the gate failed, 2 bad input (malformed gold file, bad setting, missing run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from eval.gold import DEFAULT_GOLD
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            from eval.run import EvalError
+
+            raise EvalError(f"--set expects key=value (a Settings field), got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gold", type=Path, default=DEFAULT_GOLD, help=f"gold JSONL file (default {DEFAULT_GOLD})")
+    p.add_argument("--data-dir", help="index location (default: settings' data_dir)")
+    p.add_argument("--chroma-url", help="a `chroma run` server instead of the embedded store")
+    p.add_argument("--config", help="TOML config file (default ./rag.toml or $RAG_CONFIG)")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set top_k=10 (repeatable)")
+    p.add_argument("--index", nargs="+", action="extend", metavar="PATH",
+                   help="index these files/folders first (default: corpus/ when the store is empty)")
+    p.add_argument("--limit", type=int, help="only the first N questions")
+    p.add_argument("--ids", help="only these question ids, comma-separated")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m eval", description="Evaluate the RAG chain on a gold set.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("run", help="ask every gold question, score, write metrics/results/report")
+    _common(s)
+    s.add_argument("--mode", choices=["extractive", "llm", "auto"], default="extractive",
+                   help="extractive (default); llm = local LLM, or the OpenAI-compatible server if configured")
+    s.add_argument("--out", type=Path, help="output directory (default runs/<UTC time>-<mode>)")
+    s.add_argument("--workers", type=int, default=1, help="parallel questions (threads; default 1)")
+    s.add_argument("--baselines", action="store_true",
+                   help="also score dense-only, BM25-only and the llama-index quickstart (off by default)")
+    s.add_argument("--gate", action="store_true", help="then apply the CI gate (exit 1 below the floors)")
+    s.add_argument("--floors", type=Path, help="floors file for --gate (default eval/ci_floors.json)")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    s.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+
+    s = sub.add_parser("compare", help="what changed between two runs, per metric and per question")
+    s.add_argument("run_a", type=Path)
+    s.add_argument("run_b", type=Path)
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("gate", help="exit 1 when a run falls below the floors in eval/ci_floors.json")
+    s.add_argument("run_dir", type=Path)
+    s.add_argument("--floors", type=Path, help="floors file (default eval/ci_floors.json)")
+
+    s = sub.add_parser("calibrate", help="grid-search the abstention thresholds (prints, never writes)")
+    _common(s)
+    s.add_argument("--json", action="store_true")
+    return p
+
+
+def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from eval.compare import FLOORS, gate
+    from eval.report import summary
+    from eval.run import RunOptions, run
+
+    opts = RunOptions(gold=args.gold, mode=args.mode, out=args.out, limit=args.limit,
+                      ids=[i.strip() for i in args.ids.split(",") if i.strip()] if args.ids else None,
+                      workers=args.workers, data_dir=args.data_dir, chroma_url=args.chroma_url, config=args.config,
+                      index=args.index, overrides=_overrides(args.overrides), baselines=args.baselines,
+                      progress=not args.no_progress, seed=args.seed, resamples=args.resamples,
+                      command="python -m eval " + shlex.join(argv))
+    result = run(opts)
+    print(summary(result.metrics, result.out))
+    if args.gate:
+        verdict = gate(result.out, args.floors or FLOORS)
+        print("\n".join(verdict.lines))
+        return 0 if verdict.ok else 1
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from eval.calibrate import collect_features, render, report
+    from eval.gold import load_gold
+    from eval.run import RunOptions, load_settings, prepare, select
+
+    load_gold(args.gold)
+    opts = RunOptions(gold=args.gold, data_dir=args.data_dir, chroma_url=args.chroma_url, config=args.config,
+                      overrides=_overrides(args.overrides))
+    settings = load_settings(opts)
+    qa = prepare(settings, args.index)
+    ids = [i.strip() for i in args.ids.split(",") if i.strip()] if args.ids else None
+    items = select(load_gold(args.gold, {d.doc_id for d in qa.documents()}), args.limit, ids)
+    feats = collect_features(qa, items, progress=not args.no_progress)
+    rep = report(feats, (settings.abstain_threshold, settings.min_term_coverage, settings.abstain_confident))
+    print(json.dumps(rep, indent=2) if args.json else render(rep))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``python -m eval`` and ``rag eval``; returns the exit code."""
+    from rag.errors import RagError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args, argv)
+        if args.command == "calibrate":
+            return cmd_calibrate(args)
+        if args.command == "compare":
+            from eval.compare import compare
+
+            cmp = compare(args.run_a, args.run_b)
+            print(json.dumps(cmp.to_dict(), indent=2, ensure_ascii=False) if args.json else cmp.text())
+            return 0
+        from eval.compare import FLOORS, gate
+
+        verdict = gate(args.run_dir, args.floors or FLOORS)
+        print("\n".join(verdict.lines))
+        return 0 if verdict.ok else 1
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

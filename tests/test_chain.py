@@ -1,0 +1,114 @@
+"""The answering chain over the real corpus index, extractive mode (no LLM needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli
+
+from rag.errors import QuestionError
+
+pytestmark = pytest.mark.slow
+
+ADVISOR = {"en": "Who advises AIP?", "es": "¿Quién asesora a la AIP?", "de": "Wer berät AIP?"}
+NOT_FOUND = {"en": "Not found in the documents.", "pt": "Não encontrado nos documentos.",
+             "es": "No se encontró en los documentos.", "de": "In den Dokumenten nicht gefunden."}
+
+
+@pytest.mark.parametrize("lang", sorted(ADVISOR))
+def test_who_advises_aip_in_each_language(corpus_qa, lang):
+    ans = corpus_qa.ask(ADVISOR[lang])
+    assert not ans.abstained and ans.language == lang and ans.verified
+    assert "nvidia" in ans.text.lower()
+    cite = ans.citations[0]
+    assert "nvidia" in cite.quote.lower()
+    doc = (corpus_qa.settings.corpus_dir / f"{cite.doc_id}.txt")
+    text = (doc if doc.is_absolute() else (corpus_qa.settings.corpus_dir.resolve() / doc.name)).read_text()
+    assert text[cite.char_start:cite.char_end] == cite.quote  # the citation points at the exact sentence
+    assert cite.passage[cite.char_start - cite.passage_start:cite.char_end - cite.passage_start] == cite.quote
+
+
+def test_portuguese_question_is_answered_in_portuguese_or_abstains_in_portuguese(corpus_qa):
+    ans = corpus_qa.ask("Quem é o CEO da BlackRock mencionado nas notícias?")
+    assert ans.language == "pt" and "Fink" in ans.text
+
+
+def test_crosslingual_answer_says_which_language_it_quotes(corpus_qa):
+    ans = corpus_qa.ask("Which company is the technical advisor of the alliance?", languages=["es"])
+    assert ans.citations and all(c.language == "es" for c in ans.citations)
+    assert ans.text.startswith("From a source in Spanish:") and "Nvidia" in ans.text
+
+
+@pytest.mark.parametrize("question", ["Where is AIP headquartered?", "How many GPUs will AIP buy?",
+                                      "What is the population of India?"])
+def test_unanswerable_questions_abstain(corpus_qa, question):
+    ans = corpus_qa.ask(question)
+    assert ans.abstained and ans.text == NOT_FOUND["en"] and not ans.citations
+    assert ans.related and ans.verification  # closest passages offered, and the reason recorded
+
+
+@pytest.mark.parametrize("lang,question", [("pt", "Qual é a capital da Austrália?"),
+                                           ("es", "¿Cómo se prepara una paella valenciana?"),
+                                           ("de", "Wie wird das Wetter morgen in Berlin?")])
+def test_abstention_is_in_the_question_language(corpus_qa, lang, question):
+    ans = corpus_qa.ask(question)
+    assert ans.abstained and ans.text == NOT_FOUND[lang]
+
+
+def test_conflicting_figures_are_both_shown(corpus_qa):
+    ans = corpus_qa.ask("How much does AIP aim to mobilise?")
+    assert ans.conflicts, ans.text
+    values = " ".join(v for v, _ in ans.conflicts[0].claims)
+    assert "100 billion" in values and "1 billón" in values
+    cited = {c.n for c in ans.citations}
+    assert all(n in cited for _, n in ans.conflicts[0].claims)
+    assert {c.doc_id for c in ans.citations} >= {"002_ecd3f22a6ca37239"}
+
+
+def test_filters_restrict_citations(corpus_qa):
+    by_lang = corpus_qa.ask("Who advises AIP?", languages=["de"])
+    assert by_lang.citations and {c.language for c in by_lang.citations} == {"de"}
+    assert {h.language for h in by_lang.retrieved} == {"de"}
+    by_doc = corpus_qa.ask("Who advises AIP?", sources=["004_aa7a5d420b0d2dd0"])
+    assert {h.doc_id for h in by_doc.retrieved} == {"004_aa7a5d420b0d2dd0"}
+
+
+def test_follow_up_uses_history(corpus_qa):
+    first = corpus_qa.ask("Who is the CEO of BlackRock?")
+    follow = corpus_qa.ask("What did he say about clients?", history=[("Who is the CEO of BlackRock?", first.text)])
+    alone = corpus_qa.ask("What did he say about clients?")
+    assert "pension" in follow.text.lower() and not follow.abstained
+    assert alone.abstained or "pension" not in alone.text.lower()
+
+
+def test_stream_yields_steps_then_answer_with_timings(corpus_qa):
+    events = list(corpus_qa.stream("Wer berät AIP?"))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "retrieved" and kinds[1] == "evidence" and kinds[-1] == "answer"
+    ans = events[-1].payload
+    assert set(ans.timings) >= {"embed", "dense", "bm25", "fuse", "evidence", "generate", "total"}
+    assert json.loads(json.dumps(ans.to_dict()))["citations"][0]["n"] == ans.citations[0].n
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "?!…", "x" * 20_000])
+def test_unusable_questions_get_a_clear_error(corpus_qa, bad):
+    with pytest.raises(QuestionError) as err:
+        corpus_qa.ask(bad)
+    assert "question" in str(err.value)
+
+
+@pytest.mark.parametrize("odd", ["AIP\x00\x07 Nvidia?", "谁是AIP的顾问？", "من يقدم المشورة لـ AIP؟", "Nvidia 🚀🚀 AIP?",
+                                 "Who advises AIP? Quem assessora? Wer berät?"])
+def test_odd_questions_answer_or_abstain_without_crashing(corpus_qa, odd):
+    ans = corpus_qa.ask(odd)
+    assert ans.text and (ans.abstained or ans.citations)
+
+
+def test_cli_ask_prints_citations_and_json(corpus_qa):
+    env = {"RAG_DATA_DIR": str(corpus_qa.settings.data_dir), "RAG_MODE": "extractive"}
+    out = run_cli("ask", "Who advises AIP?", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "Nvidia" in out.stdout and "[1]" in out.stdout and "citations:" in out.stdout
+    data = json.loads(run_cli("ask", "Wer berät AIP?", "--json", env=env).stdout)
+    assert data["language"] == "de" and data["citations"] and not data["abstained"]

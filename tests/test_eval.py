@@ -1,0 +1,240 @@
+"""eval: gold errors stop the CLI, runs write every documented output, compare/gate/calibrate work,
+and the ranx-based retrieval metrics equal hand-computed values."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eval.__main__ import main
+from eval.gold import DEFAULT_GOLD, load_gold
+from eval.metrics import RETRIEVAL, add_retrieval, aggregate, answer_language, score_answer
+from rag.types import Answer, Citation, Hit
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_IDS = ("q001", "q006", "q020", "q021", "q030", "q046", "q056", "q062", "q075")
+# metrics.json keys documented in docs/EVAL.md
+TOP_KEYS = {"schema", "meta", "overall", "by_language", "by_kind", "latency", "counts", "baselines"}
+META_KEYS = {"date", "command", "gold", "gold_sha256", "questions", "limit", "ids", "mode", "answer_mode",
+             "workers", "seed", "resamples", "settings", "models", "corpus", "git", "versions", "systems",
+             "duration_seconds"}
+OVERALL_KEYS = {"answer_accuracy", "answer_accuracy_answerable", *RETRIEVAL, "citation_precision",
+                "citation_support", "citation_support_partial", "cited_share", "abstention_precision",
+                "abstention_recall", "abstention_f1", "false_abstention_rate", "language_match",
+                "question_language_match", "conflict_surfaced"}
+ROW_KEYS = {"id", "lang", "kind", "question", "answerable", "gold_answers", "gold_sources", "answer", "mode",
+            "abstained", "citations", "retrieved", "doc_ranking", "scores", "verdict", "why", "timings",
+            "answer_language"}
+
+
+# ------------------------------------------------------------------ helpers
+def _hit(doc: str, rank: int) -> Hit:
+    return Hit(chunk_id=f"{doc}-c{rank}", doc_id=doc, source=f"{doc}.txt", title="", language="en", text="t",
+               char_start=0, char_end=1, score=1.0 / rank, rank=rank)
+
+
+def _answer(text: str, docs: list[str], cited: list[tuple[str, str]] = (), abstained: bool = False,
+            lang: str = "en") -> Answer:
+    cits = [Citation(n=i, doc_id=d, source=f"{d}.txt", chunk_id=f"{d}-c", language="en", quote=q, char_start=0,
+                     char_end=len(q), score=1.0) for i, (d, q) in enumerate(cited, 1)]
+    return Answer(question="q", text=text, language=lang, mode="extractive", abstained=abstained, citations=cits,
+                  retrieved=[_hit(d, r) for r, d in enumerate(docs, 1)], timings={"total": 0.1})
+
+
+def _item(qid: str, answers: list[list[str]], sources: list[str], kind: str = "lookup"):
+    from eval.gold import GoldItem
+
+    return GoldItem(id=qid, lang="en", question=f"question {qid}?", answers=answers, sources=sources,
+                    answerable=bool(answers), kind=kind if answers else "unanswerable")
+
+
+def _write_run(path: Path, values: dict[str, float], mode: str = "extractive") -> Path:
+    path.mkdir(parents=True)
+    meta = {"mode": mode, "questions": 75}
+    overall = {k: {"value": v, "ci95": [v, v], "n": 75} for k, v in values.items()}
+    (path / "metrics.json").write_text(json.dumps({"meta": meta, "overall": overall}))
+    (path / "results.jsonl").write_text("")
+    return path
+
+
+# ------------------------------------------------------------------ fast tests
+def test_malformed_gold_is_refused_with_line_and_field(tmp_path: Path) -> None:
+    good = DEFAULT_GOLD.read_text(encoding="utf-8").splitlines()[0]
+    bad = json.loads(good)
+    del bad["answerable"]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join([good, json.dumps(bad), "{not json"]) + "\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "eval", "run", "--gold", str(path), "--data-dir",
+                           str(tmp_path / "data"), "--out", str(tmp_path / "out")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{path}:2: field 'answerable': missing required field" in proc.stderr
+    assert f"{path}:3: field '<json>'" in proc.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()  # nothing started
+
+
+def test_main_reports_gold_error_and_bad_set(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"id": "x", "lang": "english"}\n', encoding="utf-8")
+    assert main(["calibrate", "--gold", str(path), "--data-dir", str(tmp_path / "d")]) == 2
+    assert ":1: field 'lang'" in capsys.readouterr().err
+    assert main(["run", "--gold", str(DEFAULT_GOLD), "--set", "top_k", "--data-dir", str(tmp_path / "d")]) == 2
+    assert "--set expects key=value" in capsys.readouterr().err
+
+
+def test_ranx_retrieval_metrics_match_hand_computed() -> None:
+    # q1: the only gold doc comes second (after two chunks of one wrong doc): MRR 1/2, nDCG 1/log2(3).
+    # q2: gold docs at ranks 1 and 3 of the deduplicated ranking.
+    rows = [score_answer(_item("q1", [["Nvidia"]], ["g"]), _answer("Nvidia", ["x", "x", "g"])),
+            score_answer(_item("q2", [["A"]], ["g1", "g2"]), _answer("A", ["g1", "y", "g2"])),
+            score_answer(_item("q3", [], []), _answer("Not found.", ["x"], abstained=True))]
+    assert rows[0]["doc_ranking"] == ["x", "g"]
+    r1, r2 = (r["scores"]["retrieval"] for r in add_retrieval(rows)[:2])
+    assert r1["mrr"] == pytest.approx(0.5) and r1["hit@1"] == 0 and r1["hit@3"] == 1
+    assert r1["recall@5"] == 1 and r1["ndcg@10"] == pytest.approx(1 / math.log2(3), abs=1e-6)
+    assert r2["mrr"] == 1 and r2["recall@5"] == 1
+    assert r2["ndcg@10"] == pytest.approx((1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3)), abs=1e-6)
+    assert rows[2]["scores"]["retrieval"] == {}  # unanswerable: no qrels
+    overall = aggregate(rows)["overall"]
+    assert overall["mrr"]["value"] == pytest.approx(0.75) and overall["mrr"]["n"] == 2
+
+
+def test_answer_scores_and_abstention_counts() -> None:
+    item = _item("q1", [["NextEra"], ["Vernova"]], ["g"])
+    partial = score_answer(item, _answer("NextEra [1]", ["g"], cited=[("x", "NextEra joins.")]))
+    assert not partial["scores"]["correct"]
+    assert "missing group ['Vernova']" in partial["why"] and "cited non-gold doc x" in partial["why"]
+    assert partial["scores"]["citation_precision"] == 0 and partial["scores"]["citation_supported"] is False
+    assert partial["scores"]["citation_supported_partial"] is True
+    both = score_answer(item, _answer("The partners are NextEra and Vernova [1][2]", ["g"],
+                                      cited=[("g", "NextEra signs."), ("g", "GE Vernova too.")]))
+    assert both["scores"]["correct"] and both["scores"]["citation_supported"] and both["why"] == []
+    rows = [score_answer(_item("u1", [], []), _answer("Not found in the documents.", [], abstained=True)),
+            score_answer(_item("u2", [], []), _answer("Something [1]", ["g"], cited=[("g", "x")])),
+            score_answer(_item("a1", [["A"]], ["g"]), _answer("Not found in the documents.", [], abstained=True)),
+            both]
+    assert rows[2]["why"][0] == "abstained on answerable" and rows[1]["why"][0] == "answered unanswerable"
+    o = aggregate(add_retrieval(rows))["overall"]
+    # tp=1 (u1), fp=1 (a1), fn=1 (u2): P = R = F1 = 0.5; accuracy: u1 and the last answer are right.
+    assert (o["abstention_precision"]["value"], o["abstention_recall"]["value"]) == (0.5, 0.5)
+    assert o["abstention_f1"]["value"] == 0.5 and o["answer_accuracy"]["value"] == 0.5
+    assert o["false_abstention_rate"]["value"] == 0.5
+    for m in o.values():
+        if m["value"] is not None:
+            assert m["ci95"][0] <= m["value"] <= m["ci95"][1]
+
+
+def test_answer_language_rule() -> None:
+    assert answer_language("Según una fuente en inglés: “Nvidia will remain a technology advisor.” [1]") == "es"
+    assert answer_language("“A Nvidia continuará como consultora técnica do consórcio.” [2]") == "pt"
+    assert answer_language("In den Dokumenten nicht gefunden.") == "de"
+    assert answer_language("“Up to $100 billion.” [1]\n\n⚠ Las fuentes no coinciden: 1 billón [2]") == "en"
+
+
+def test_gate_fails_below_floors_and_passes_above(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    floors = json.loads((ROOT / "eval" / "ci_floors.json").read_text())["extractive"]["floors"]
+    low = _write_run(tmp_path / "low", {k: max(0.0, v - 0.1) for k, v in floors.items()})
+    assert main(["gate", str(low)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL answer_accuracy" in out and "0.100 below" in out and "FAIL abstention_f1" in out
+    high = _write_run(tmp_path / "high", {k: min(1.0, v + 0.01) for k, v in floors.items()})
+    assert main(["gate", str(high)]) == 0
+    assert "FAIL" not in capsys.readouterr().out
+    assert main(["gate", str(tmp_path / "missing")]) == 2
+
+
+# ------------------------------------------------------------------ real index, real runs
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> dict[str, Path]:
+    """A real index of the corpus (built once) and a 9-question gold file: en/pt/es/de, answerable,
+    unanswerable, crosslingual and conflict items."""
+    from rag import Assistant, Settings
+
+    root = tmp_path_factory.mktemp("eval")
+    lines = [ln for ln in DEFAULT_GOLD.read_text(encoding="utf-8").splitlines()
+             if ln.strip() and json.loads(ln)["id"] in TINY_IDS]
+    (root / "tiny.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    qa = Assistant(Settings.load(data_dir=root / "data", model_dir=model_dir, mode="extractive"))
+    assert not qa.index([ROOT / "corpus"]).failed
+    return {"root": root, "gold": root / "tiny.jsonl", "data": root / "data", "model_dir": model_dir}
+
+
+def _run(tiny: dict[str, Path], out: Path, *extra: str) -> int:
+    return main(["run", "--gold", str(tiny["gold"]), "--data-dir", str(tiny["data"]), "--out", str(out),
+                 "--set", f"model_dir={tiny['model_dir']}", "--no-progress", *extra])
+
+
+@pytest.mark.slow
+def test_run_writes_documented_outputs(tiny: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    out = tiny["root"] / "run-a"
+    assert _run(tiny, out, "--baselines") == 0
+    summary = capsys.readouterr().out
+    assert "answer_accuracy" in summary and "quickstart" in summary
+    for name in ("metrics.json", "results.jsonl", "report.md", "accuracy_by_language.png", "accuracy_by_kind.png",
+                 "latency.png", "baselines/dense.jsonl", "baselines/bm25.jsonl", "baselines/quickstart.jsonl"):
+        assert (out / name).is_file(), name
+    assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m) == TOP_KEYS and META_KEYS <= set(m["meta"])
+    assert set(m["baselines"]) == {"dense", "bm25", "quickstart"}
+    assert len(m["meta"]["corpus"]["fingerprint"]) == 64 and m["meta"]["settings"]["llm_api_key"] in ("", "***")
+    assert set(m["by_language"]) == {"en", "pt", "es", "de"}
+    for system in (m, *m["baselines"].values()):
+        assert set(system["overall"]) == OVERALL_KEYS
+        for group in (system["overall"], *system["by_language"].values(), *system["by_kind"].values()):
+            for key, metric in group.items():
+                if metric["value"] is None:
+                    continue
+                assert 0 <= metric["value"] <= 1, key
+                lo, hi = metric["ci95"]
+                assert 0 <= lo <= metric["value"] <= hi <= 1, (key, metric)
+    assert {"embed", "evidence", "total"} <= set(m["latency"])
+    assert m["latency"]["total"]["p50"] <= m["latency"]["total"]["p95"]
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == sorted(TINY_IDS)
+    assert all(ROW_KEYS <= set(r) for r in rows)
+    assert all(r["verdict"] in ("correct", "wrong", "error") for r in rows)
+    assert m["counts"]["errors"] == 0 and m["counts"]["unanswerable"] == 3
+    assert m["baselines"]["quickstart"]["counts"]["abstained"] == 0
+    report = (out / "report.md").read_text()
+    assert "| metric | full | dense | bm25 | quickstart |" in report and "![latency.png](latency.png)" in report
+
+
+@pytest.mark.slow
+def test_compare_prints_per_question_changes(tiny: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    a, b = tiny["root"] / "cmp-a", tiny["root"] / "cmp-b"
+    assert _run(tiny, a) == 0
+    # coverage is always < 1.01 and no score reaches 9: abstains on everything
+    assert _run(tiny, b, "--set", "min_term_coverage=1.01", "--set", "abstain_confident=9", "--workers", "2") == 0
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b)]) == 0
+    text = capsys.readouterr().out
+    assert "settings.min_term_coverage: 0.7 -> 1.01" in text
+    assert "answer_accuracy" in text and "abstention_recall" in text
+    assert "now abstains" in text and "questions changed:" in text
+    rows_b = [json.loads(line) for line in (b / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows_b] == sorted(TINY_IDS) and all(r["abstained"] for r in rows_b)
+    assert main(["compare", str(a), str(b), "--json"]) == 0
+    changed = {q["id"] for q in json.loads(capsys.readouterr().out)["questions"] if q["changes"]}
+    rows_a = [json.loads(line) for line in (a / "results.jsonl").read_text().splitlines()]
+    assert changed == {r["id"] for r in rows_a if not r["abstained"]} != set()
+
+
+@pytest.mark.slow
+def test_calibrate_matches_the_chain(tiny: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    out = tiny["root"] / "cal-run"
+    assert _run(tiny, out) == 0
+    f1 = json.loads((out / "metrics.json").read_text())["overall"]["abstention_f1"]["value"]
+    capsys.readouterr()
+    assert main(["calibrate", "--gold", str(tiny["gold"]), "--data-dir", str(tiny["data"]), "--set",
+                 f"model_dir={tiny['model_dir']}", "--no-progress", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["current"]["f1"] == pytest.approx(f1 or 0.0, abs=1e-4)  # features reproduce the real gate
+    assert rep["best"]["f1"] >= rep["current"]["f1"] and len(rep["features"]) == len(TINY_IDS)
+    assert load_gold(tiny["gold"])  # calibrate wrote nothing next to the gold file
+    assert sorted(p.name for p in tiny["gold"].parent.iterdir() if p.suffix == ".jsonl") == ["tiny.jsonl"]

@@ -1,0 +1,349 @@
+"""The chat UI (app.py) in a real browser: Debian's chromium driven by Playwright.
+
+One app process serves the whole module: the corpus is indexed into a temp data dir with
+``python -m rag index corpus``, then ``python app.py`` starts on a free port in extractive mode
+(no LLM needed). Screenshots land in test-artifacts/ (git-ignored).
+
+DOM contract used here (kept stable in app.py):
+    #question textarea, #ask-btn            ask
+    #chat .message.bot                      answers (last one = newest; "timings (" once final)
+    #answer-panel [data-testid=citation-N]  the <summary> of citation N; clicking opens
+    [data-testid=source-card]               its card: card-doc, card-lang, card-passage > mark
+    [data-testid=related-N], [data-testid=conflict]   related reading on abstention / conflict notice
+    #upload input[type=file], #doc-status, #doc-table, #remove-doc, #remove-btn
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+BOT = "#chat .message.bot"
+ANSWER_TIMEOUT = 90_000  # ms; the 2-core CI box may be busy with other test processes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(data: Path, model_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "GRADIO_"))}
+    env.update(RAG_DATA_DIR=str(data), RAG_MODEL_DIR=str(model_dir), RAG_MODE="extractive", RAG_MAX_UPLOAD_MB="1",
+               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, model_dir) -> Iterator[SimpleNamespace]:
+    import httpx
+
+    data = tmp_path_factory.mktemp("ui-data")
+    env = _env(data, model_dir)
+    done = subprocess.run([sys.executable, "-m", "rag", "index", "corpus"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    port = _free_port()
+    log_path = data / "app.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while True:
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"app did not start: {log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    yield SimpleNamespace(url=url, data=data, env=env, log=log_path)
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make browser)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server, request):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    pg.dialogs = []
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    pg.goto(server.url)
+    pg.wait_for_selector("#question textarea", timeout=60_000)
+    yield pg
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / f"ui-{request.node.name}.png"), full_page=True)
+    ctx.close()
+
+
+def ask(page, question: str) -> str:
+    """Type a question, wait for the final (non-streaming) answer, return its text."""
+    from playwright.sync_api import expect
+
+    before = page.locator(BOT).count()
+    page.fill("#question textarea", question)
+    page.press("#question textarea", "Enter")
+    expect(page.locator(BOT)).to_have_count(before + 1, timeout=ANSWER_TIMEOUT)
+    expect(page.locator(BOT).last).to_contain_text("timings (", timeout=ANSWER_TIMEOUT)
+    return page.locator(BOT).last.inner_text()
+
+
+def open_card(page, kind: str = "citation", n: int = 1):
+    page.click(f"#answer-panel [data-testid={kind}-{n}]")
+    card = page.locator(f"#answer-panel details[data-testid={kind}][data-n='{n}'] [data-testid=source-card]")
+    card.wait_for(state="visible")
+    return card
+
+
+def upload(page, path: Path) -> str:
+    from playwright.sync_api import expect
+
+    page.set_input_files("#upload input[type=file]", str(path))
+    status = page.locator("#doc-status")
+    expect(status).to_contain_text(path.suffix, timeout=ANSWER_TIMEOUT)
+    return status.inner_text()
+
+
+def choose(page, dropdown: str, value: str) -> None:
+    page.click(f"{dropdown} input")
+    page.get_by_role("option", name=value, exact=True).click()
+
+
+# ---------------------------------------------------------------------- in the browser
+@pytest.mark.browser
+@pytest.mark.slow
+def test_answer_with_clickable_citation_card(page):
+    page.click("#ask-btn")  # empty question: an error toast, the chat stays empty
+    page.locator(".toast-body").filter(has_text="empty").wait_for(timeout=30_000)
+    assert page.locator(BOT).count() == 0
+
+    text = ask(page, "Who advises AIP?")
+    assert "Nvidia" in text and "[1]" in text
+    assert "timings (extractive)" in page.inner_text("#answer-panel")
+    card = open_card(page)
+    assert "Nvidia" in card.locator("mark").inner_text()
+    assert card.locator("[data-testid=card-lang]").inner_text() in ("en", "pt", "es", "de")
+    assert card.locator("[data-testid=card-doc]").inner_text().startswith("00")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-screenshot.png"), full_page=True)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_examples_filters_follow_up_and_conflict(page):
+    page.locator("#examples").get_by_text("Wer berät AIP?", exact=True).click()
+    assert page.input_value("#question textarea") == "Wer berät AIP?"
+    page.press("#question textarea", "Enter")
+    page.locator(BOT).last.filter(has_text="timings (").wait_for(timeout=ANSWER_TIMEOUT)
+    assert "Nvidia" in page.locator(BOT).last.inner_text()
+    assert open_card(page).locator("[data-testid=card-lang]").inner_text() == "de"
+
+    # follow-up: "it" is resolved through the conversation (history=[(q, a)])
+    text = ask(page, "Who founded it?")
+    assert "AIP" in text or "Infrastructure Partnership" in text
+
+    page.click("#clear-btn")
+    choose(page, "#lang-filter", "pt")
+    ask(page, "Who advises AIP?")
+    langs = page.locator("#answer-panel [data-testid=card-lang]").all_text_contents()
+    assert langs and set(langs) == {"pt"}
+
+    page.click("#clear-btn")
+    page.locator("#lang-filter .token-remove, #lang-filter [aria-label*='Remove']").first.click()
+    ask(page, "How much does AIP aim to mobilise?")
+    conflict = page.locator("#answer-panel [data-testid=conflict]")
+    if conflict.count():  # the corpus disagrees about the amount: both sides are cited
+        cited = conflict.inner_text()
+        for n in page.locator("#answer-panel details[data-testid=citation]").evaluate_all(
+                "els => els.map(e => e.dataset.n)"):
+            assert f"[{n}]" in cited or f"[{n}]" in page.locator(BOT).last.inner_text()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_upload_ask_remove(page, server, tmp_path):
+    doc = tmp_path / "acme.txt"
+    doc.write_text("Acme Robotics was founded in 1999 by Jane Doe in Lisbon. "
+                   "The company builds warehouse robots.\n", encoding="utf-8")
+    status = upload(page, doc)
+    assert "acme" in status and "added" in status, status
+    assert "acme" in page.inner_text("#doc-table")
+    assert (server.data / "uploads" / "acme.txt").is_file()
+    page.click("#doc-filter input")  # the document filter knows the new document
+    page.get_by_role("option", name="acme", exact=True).wait_for()
+    page.keyboard.press("Escape")
+
+    assert "Jane Doe" in ask(page, "Who founded Acme Robotics?")
+    card = open_card(page)
+    assert card.locator("[data-testid=card-doc]").inner_text() == "acme"
+    assert "Jane Doe" in card.locator("mark").inner_text()
+
+    choose(page, "#remove-doc", "acme")
+    page.click("#remove-btn")
+    page.locator("#doc-status").filter(has_text="removed acme").wait_for(timeout=ANSWER_TIMEOUT)
+    assert "acme" not in page.inner_text("#doc-table")
+    assert not (server.data / "uploads" / "acme.txt").exists()
+    text = ask(page, "Who founded Acme Robotics?")
+    docs = page.locator("#answer-panel [data-testid=citation] [data-testid=card-doc]").all_text_contents()
+    assert "acme" not in docs and "Jane Doe" not in text
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_script_in_a_document_does_not_run(page, server, tmp_path):
+    evil = tmp_path / '<img src=x onerror="window.__pwned=3">.txt'
+    evil.write_text('Zorblax widgets <script>window.__pwned=1</script> are made in Tallinn by Zorblax Ltd '
+                    '<img src=x onerror="window.__pwned=2">.\nZorblax widgets cost 42 euros each.\n',
+                    encoding="utf-8")
+    status = upload(page, evil)
+    assert "added" in status, status
+    stored = [p.name for p in (server.data / "uploads").iterdir()]
+    assert stored and all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.txt", n) for n in stored), stored
+
+    text = ask(page, "Where are Zorblax widgets made?")
+    assert "<script>window.__pwned=1</script>" in text  # shown literally, not run
+    card = open_card(page)
+    assert 'onerror="window.__pwned=2"' in card.inner_text()
+    assert "<script>" in page.inner_text("#doc-table")
+    time.sleep(1)
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("#chat script, #answer-panel script, #chat img[src=x], #answer-panel img").count() == 0
+    assert page.dialogs == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_uploads_limited_in_type_and_size(page, server, tmp_path):
+    before = sorted(p.name for p in (server.data / "uploads").glob("*"))
+    exe = tmp_path / "notes.exe"
+    exe.write_bytes(b"MZ not a document")
+    big = tmp_path / "big.txt"
+    big.write_text("Large file sentence about nothing in particular.\n" * 30_000, encoding="utf-8")  # ~1.5 MB
+    for path, refusal in ((exe, "file type|not accepted"), (big, "exceed|larger than")):
+        page.reload()
+        page.set_input_files("#upload input[type=file]", str(path))
+        page.locator(".toast-body, #doc-status").filter(has_text=re.compile(refusal, re.I)).first.wait_for(
+            timeout=ANSWER_TIMEOUT)
+    assert sorted(p.name for p in (server.data / "uploads").glob("*")) == before
+    table = page.inner_text("#doc-table")
+    assert "notes" not in table and "big" not in table
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_abstention_offers_related_reading(page):
+    text = ask(page, "What is the boiling point of liquid nitrogen on Mars?")
+    panel = page.locator("#answer-panel")
+    assert "not found" in text.lower()
+    assert panel.locator("[data-testid=citation]").count() == 0
+    assert "not citations" in panel.inner_text()
+    if panel.locator("[data-testid=related]").count():
+        assert open_card(page, "related").locator("mark").count() == 1
+
+
+# ---------------------------------------------------------------------- over HTTP
+@pytest.mark.browser
+@pytest.mark.slow
+def test_gradio_client_api(server):
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    answer = client.predict("Who advises AIP?", api_name="/ask")
+    assert "Nvidia" in answer["text"] and answer["citations"]
+    assert {"n", "doc_id", "quote", "char_start", "char_end"} <= set(answer["citations"][0])
+    answer = client.predict("Wer berät AIP?", ["de"], None, 4, "extractive", api_name="/ask")
+    assert {c["language"] for c in answer["citations"]} == {"de"}
+    with pytest.raises(Exception, match="empty"):
+        client.predict("   ", api_name="/ask")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_file_routes_and_upload_limit(server):
+    import httpx
+
+    targets = ["/etc/passwd", str(ROOT / "app.py"), str(server.data / "chroma" / "chroma.sqlite3")]
+    for prefix in ("/gradio_api/file=", "/file="):
+        for target in targets:
+            r = httpx.get(f"{server.url}{prefix}{target}", timeout=10)
+            assert r.status_code != 200, (prefix, target)
+            assert "root:" not in r.text
+    r = httpx.get(f"{server.url}/gradio_api/file=/../../../../etc/passwd", timeout=10)
+    assert r.status_code != 200 and "root:" not in r.text
+    # the size limit holds on the server too, not only in the browser
+    r = httpx.post(f"{server.url}/gradio_api/upload", timeout=30,
+                   files={"files": ("big.txt", b"x" * 1_500_000, "text/plain")})
+    assert r.status_code == 413
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_non_loopback_bind_without_auth_refuses(server):
+    env = {k: v for k, v in server.env.items() if k != "RAG_AUTH"}
+    for cmd in ([sys.executable, "app.py", "--host", "0.0.0.0", "--port", str(_free_port())],
+                [sys.executable, "-m", "rag", "serve", "--host", "0.0.0.0", "--port", str(_free_port())]):
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0
+        assert "without authentication" in done.stderr and "--auth" in done.stderr
+
+
+# ---------------------------------------------------------------------- pure helpers (fast)
+def test_safe_upload_names(tmp_path):
+    from app import safe_name, unique_path
+
+    assert safe_name("../../etc/passwd") == "passwd"
+    assert safe_name("..\\..\\win.TXT") == "win.txt"
+    assert safe_name(".hidden.md") == "hidden.md"
+    assert safe_name("Relatório final (v2).PDF") == "Relatorio_final_v2.pdf"
+    assert safe_name('<img src=x onerror="a()">.txt') == "img_src_x_onerror_a.txt"
+    assert safe_name("...") == "upload"
+    (tmp_path / "a.txt").write_text("x")
+    assert unique_path(tmp_path, "a.txt", set()).name == "a-2.txt"
+    assert unique_path(tmp_path, "b.txt", {"b"}).name == "b-2.txt"
+
+
+def test_rendering_escapes_and_highlights():
+    from app import card_html, md_safe
+    from rag import Citation
+
+    passage = 'Intro. <script>x()</script> Acme <img src=x onerror="y()"> sentence. Tail.'
+    start = passage.index("<script>")
+    c = Citation(n=1, doc_id="d", source="uploads/d.txt", chunk_id="c", language="en", quote="",
+                 char_start=100 + start, char_end=100 + passage.index(" Tail"), score=1.0, title="<b>t</b>",
+                 passage=passage, passage_start=100)
+    out = card_html(c, "citation")
+    assert "<script>" not in out and "<img" not in out and "<b>t</b>" not in out
+    assert "<mark>&lt;script&gt;x()&lt;/script&gt; Acme" in out
+    assert "<" not in md_safe("<script>alert(1)</script>") and "\\[1\\]" in md_safe("[1]")
