@@ -241,7 +241,7 @@ def build_ui(qa: Assistant) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=3):
                 chat = gr.Chatbot(elem_id="chat", height=380, sanitize_html=True, latex_delimiters=[],
-                                  feedback_options=None, label="Chat")
+                                  feedback_options=None, label="Chat", buttons=["copy", "copy_all"])
                 with gr.Row():
                     box = gr.Textbox(elem_id="question", placeholder="Ask a question…", show_label=False, scale=5)
                     send = gr.Button("Ask", variant="primary", elem_id="ask-btn", scale=1)

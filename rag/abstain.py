@@ -1,6 +1,6 @@
 """Abstention, decided before any generation, from the evidence alone, in every mode.
 
-    >>> gate = AbstentionGate(threshold=0.80, min_term_coverage=0.70, confident=0.98)
+    >>> gate = AbstentionGate(threshold=0.80, min_term_coverage=0.70, confident=1.00)
     >>> gate.decide("Where is AIP headquartered?", evidence, vocabulary).abstain
     True
 
@@ -30,7 +30,7 @@ class Decision:
 class AbstentionGate:
     """Says whether the evidence can answer the question at all."""
 
-    def __init__(self, threshold: float = 0.80, min_term_coverage: float = 0.70, confident: float = 0.98) -> None:
+    def __init__(self, threshold: float = 0.80, min_term_coverage: float = 0.70, confident: float = 1.00) -> None:
         for name, value in (("abstain_threshold", threshold), ("min_term_coverage", min_term_coverage)):
             if not 0.0 <= value <= 1.5:
                 raise ValueError(f"{name} must be within [0, 1.5], got {value}")

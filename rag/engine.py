@@ -181,14 +181,32 @@ class CitedQueryEngine(CustomQueryEngine):
         claims = [(" / ".join(w for _, w in money(evidence[i].text)), evidence[i].n) for i in [index, *others]]
         return [Conflict(about=question, claims=claims)]
 
+    def resolve_auto(self) -> str | None:
+        """What ``auto`` means here: a reachable OpenAI-compatible server, else the local model
+        if installed, else None (extractive)."""
+        from rag.llm import LLMGenerator
+        from rag.llm_server import resolve_model_path
+
+        s = self.settings
+        if s.llm_base_url:
+            if LLMGenerator(s.llm_base_url, s.llm_model or "default", api_key=s.llm_api_key).ping(timeout=2):
+                return "openai"
+        try:
+            resolve_model_path(s)
+            return "local"
+        except LLMError:
+            return None
+
     def _llm_answer(self, question, lang, evidence, history, mode, base, llm_factory):
         from rag.llm import generator_for
 
+        if mode == "auto" and llm_factory is None:
+            mode = self.resolve_auto()
+            if mode is None:
+                return None
         try:
             gen = (llm_factory or generator_for)(self.settings, mode)
         except LLMError as exc:
-            if mode == "auto":
-                return None
             return Answer(text="", mode=mode, fallback=f"LLM unavailable: {exc}", **base)
         name = getattr(gen, "name", mode)
         verifier = Verifier(self.embed_model)

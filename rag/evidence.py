@@ -6,13 +6,15 @@
 A llama-index node postprocessor: chunks in, sentence nodes out, each with exact document
 offsets. Sentence vectors were stored at indexing time, so scoring costs one Chroma read and a
 dot product, not an encoder pass. Score = cosine(question, sentence) + a bonus for sharing the
-question's words (IDF-weighted over the candidates, so rare words count) + a hair for the
-question's own language, to prefer quoting it.
+question's words (IDF-weighted over the candidates, so rare words count). No bonus for the
+question's own language: measured on the gold set, preferring it cost 4 points of accuracy on
+cross-lingual questions (it quotes a same-language document that lacks the answer).
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
@@ -23,7 +25,20 @@ from index.store import Store
 from rag.terms import shared_stems, stems
 
 TERM_WEIGHT = 0.4
-SAME_LANGUAGE_BONUS = 0.01
+# Sentences that talk to the model rather than about the world: kept in the index (a reader may
+# search for them), never used as evidence, so neither quoted nor put in an LLM prompt.
+INJECTION = re.compile(
+    r"\b(ignore|disregard|forget|override)\b.{0,60}\b(instructions?|prompts?|rules|directions)\b"
+    r"|\b(ignor[ae]|esque[cç]a|olvid[ae])\b.{0,60}\b(instru[cç][oõ]es|instrucciones|reglas|regras)\b"
+    r"|\b(ignoriere|vergiss|missachte)\b.{0,60}\b(anweisungen|anleitungen|regeln)\b"
+    r"|\b(system prompt|you are now|jailbreak|developer mode)\b"
+    r"|\b(answer|respond|reply|say)\b.{0,40}\bto (every|all|any) (question|prompt|request)s?\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def looks_like_injection(text: str) -> bool:
+    return bool(INJECTION.search(text))
 
 
 class EvidenceSelector(BaseNodePostprocessor):
@@ -68,7 +83,7 @@ class EvidenceSelector(BaseNodePostprocessor):
         for sid, text, meta, c, vec in zip(got["ids"], got["documents"], got["metadatas"], cos, vecs):
             a, b = int(meta["char_start"]), int(meta["char_end"])
             chunk = next((node for s, e, node in spans[meta["doc_id"]] if s <= a and b <= e), None)
-            if chunk is None or (meta["doc_id"], a) in seen:
+            if chunk is None or (meta["doc_id"], a) in seen or looks_like_injection(text):
                 continue
             seen.add((meta["doc_id"], a))
             rows.append((sid, text, meta, float(c), vec, chunk, shared_stems(q_stems, text)))
@@ -83,8 +98,6 @@ class EvidenceSelector(BaseNodePostprocessor):
         for sid, text, meta, c, vec, chunk, shared in rows:
             overlap = sum(idf[t] for t in shared) / total
             score = c + TERM_WEIGHT * overlap
-            if meta.get("language") == self.query_language:
-                score += SAME_LANGUAGE_BONUS
             cm = chunk.metadata
             node = TextNode(id_=sid, text=text, metadata={
                 **meta, "chunk_id": chunk.node_id, "source": cm.get("source", ""), "title": cm.get("title", ""),

@@ -86,7 +86,11 @@ def _one_line(text: str, limit: int = 0) -> str:
 def build_messages(
     question: str, language: str, evidence: list[Evidence], history: list[tuple[str, str]] | None = None
 ) -> list[dict[str, str]]:
-    """The chat messages: system rules, then history, numbered sentences and the question."""
+    """The chat messages: system rules, then history, numbered sentences and the question.
+
+    ``language`` is a name ("Portuguese") or an ISO code ("pt"), which is turned into its name.
+    """
+    language = language_name(language)
     system, user = _prompt_parts()
     turns = (history or [])[-_HISTORY_TURNS:]
     past = "".join(

@@ -189,7 +189,7 @@ def resolve_model_path(settings: Any) -> Path:
             if f.read(4) != b"GGUF":
                 raise LLMModelError(f"llm_model_path {path} is not a GGUF file (no GGUF magic)")
         return path
-    return assemble_model(settings.llm_bundled, settings.data_dir)
+    return assemble_model(settings.llm_bundled, getattr(settings, "model_root", settings.data_dir))
 
 
 

@@ -104,7 +104,7 @@ def test_cli_index_corpus_then_nothing_to_embed(tmp_path, model_dir):
 @pytest.mark.slow
 def test_stored_chunks_reproduce_their_documents(corpus_qa):
     texts = {p.stem: read_file(p).text for p in CORPUS.glob("*.txt")}
-    for ids, docs, metas in corpus_qa.store.iter_chunks():
+    for _ids, docs, metas in corpus_qa.store.iter_chunks():
         for text, meta in zip(docs, metas):
             assert texts[meta["doc_id"]][meta["char_start"]:meta["char_end"]] == text
             assert meta["language"] in {"pt", "en", "es", "de"}

@@ -405,6 +405,7 @@ def test_prompt_numbers_sentences_and_neutralises_injection() -> None:
     assert "[1] The consortium met in Lisbon on Tuesday to plan the next phase." in lines
     assert [ln for ln in lines if ln.startswith("Question:")] == ["Question: Quem entra?"]
     assert not any(ln.startswith("[9]") for ln in lines) and "Q: Q1?" in lines
+    assert build_messages("q?", "pt", EVIDENCE) == build_messages("q?", "Portuguese", EVIDENCE)
 
 
 def test_parse_reply() -> None:

@@ -1,0 +1,250 @@
+"""Benchmark probes, each run in its own subprocess by ``eval.bench`` (fresh threads, own RSS).
+
+    $ python -m eval.bench_probe encode '{"data_dir": "...", "model_dir": "...", "docs": "..."}'
+
+Every probe takes one JSON object of parameters and prints one JSON object as its last stdout
+line. ``serve`` is different: a long-lived worker (settings from RAG_* variables) reading JSON
+requests from stdin, one per line, used for cross-process tests (tests/test_scaleout.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Params = dict[str, Any]
+
+
+def _settings(p: Params, **over: Any):
+    from rag.settings import Settings
+
+    keys = {k: p[k] for k in ("data_dir", "model_dir", "chroma_url", "embed_backend", "threads") if p.get(k)}
+    return Settings.load(mode="extractive", **keys, **over)
+
+
+def _gold(p: Params) -> list:
+    from eval.gold import DEFAULT_GOLD, load_gold
+
+    items = load_gold(p.get("gold") or DEFAULT_GOLD)
+    return items[: p["questions"]] if p.get("questions") else items
+
+
+def _pct(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=float) * 1000
+    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p95_ms": round(float(np.percentile(a, 95)), 2),
+            "n": len(values)} if len(a) else {"n": 0}
+
+
+def _retrieval(rows: list[dict]) -> dict[str, float]:
+    from eval.metrics import add_retrieval
+
+    scored = [r["scores"]["retrieval"] for r in add_retrieval(rows) if r["scores"]["retrieval"]]
+    return {k: round(float(np.mean([s[k] for s in scored])), 4) for k in ("recall@5", "hit@1", "mrr")} | {
+        "questions": len(scored)}
+
+
+def probe_encode(p: Params) -> dict:
+    """Raw SentenceTransformer.encode on exactly the texts the pipeline embeds, vs the pipeline."""
+    from index.embedder import count_tokens
+    from index.readers import read_file
+    from rag import components
+
+    settings = _settings(p)
+    emb = components.get_embedder(settings)
+    indexer = components.get_indexer(settings)
+    n_chunks, texts = 0, []
+    for path in sorted(Path(p["docs"]).glob("*.txt")):  # the pipeline's own order: per doc, chunks then sentences
+        doc = read_file(path)
+        lang, nodes = indexer._nodes(doc)
+        n_chunks += len(nodes)
+        texts += [n.text for n in (*nodes, *indexer._sentences(doc, lang))]
+    st, batch = emb._model, settings.embed_batch_size
+    tokens = count_tokens(emb, texts)
+    st.encode(texts[:batch], prompt_name="text", batch_size=batch)  # warm-up
+
+    def raw() -> float:  # sentence-transformers sorts all texts by length, so batches pad little
+        t = time.perf_counter()
+        st.encode(texts, prompt_name="text", batch_size=batch, normalize_embeddings=True)
+        return time.perf_counter() - t
+
+    def in_pipeline_order() -> float:  # the pipeline's batches (chunks and sentences mixed): padding cost
+        t = time.perf_counter()
+        for i in range(0, len(texts), batch):
+            st.encode(texts[i : i + batch], prompt_name="text", batch_size=batch, normalize_embeddings=True)
+        return time.perf_counter() - t
+
+    raw1 = raw()
+    t = time.perf_counter()
+    report = indexer.index_paths([Path(p["docs"])])
+    pipeline = time.perf_counter() - t
+    raw2 = raw()
+    ordered = in_pipeline_order()
+    limit = (raw1 + raw2) / 2
+    rate = {"texts": len(texts), "chunks": n_chunks, "sentences": len(texts) - n_chunks, "tokens": tokens}
+    return {**rate, "documents": report.documents, "embedded": report.chunks_embedded,
+            "seconds": {"raw_encode": [round(raw1, 2), round(raw2, 2)], "pipeline": round(pipeline, 2),
+                        "encode_in_pipeline_order": round(ordered, 2)},
+            "raw_texts_per_s": round(len(texts) / limit, 1), "raw_tokens_per_s": round(tokens / limit, 1),
+            "pipeline_texts_per_s": round(len(texts) / pipeline, 1),
+            "pipeline_tokens_per_s": round(tokens / pipeline, 1),
+            "pipeline_order_texts_per_s": round(len(texts) / ordered, 1),
+            "ratio_pipeline_to_raw": round(limit / pipeline, 3),
+            "ratio_pipeline_order_to_raw": round(limit / ordered, 3)}
+
+
+def probe_backend(p: Params) -> dict:
+    """Throughput, single-query latency (and recall@5 on the corpus) for one backend and thread count."""
+    from index.embedder import count_tokens
+    from rag import components
+
+    settings = _settings(p)
+    emb = components.get_embedder(settings)
+    texts = json.loads(Path(p["texts"]).read_text())
+    questions = [i.question for i in _gold(p)]
+    emb.get_text_embedding_batch(texts[:32])
+    for q in questions[:3]:
+        emb.get_query_embedding(q)
+    t = time.perf_counter()
+    emb.get_text_embedding_batch(texts)
+    took = time.perf_counter() - t
+    lat, vecs = [], []
+    for q in questions:
+        t = time.perf_counter()
+        vecs.append(emb.get_query_embedding(q))
+        lat.append(time.perf_counter() - t)
+    if p.get("vectors"):
+        np.save(p["vectors"], np.asarray(vecs, np.float32))
+    out = {"backend": settings.embed_backend, "threads": settings.threads, "texts": len(texts),
+           "texts_per_s": round(len(texts) / took, 1), "tokens_per_s": round(count_tokens(emb, texts) / took, 1),
+           "query": _pct(lat)}
+    if p.get("recall"):
+        from eval.metrics import score_answer
+        from rag.assistant import Assistant
+
+        qa = Assistant(settings)
+        t = time.perf_counter()
+        qa.index([Path(p["corpus"])])
+        out["index_seconds"] = round(time.perf_counter() - t, 2)
+        out["retrieval"] = _retrieval([score_answer(i, qa.ask(i.question, mode="extractive")) for i in _gold(p)])
+    return out
+
+
+def probe_latency(p: Params) -> dict:
+    """Per-stage latency of extractive answers over one store (embedded or a Chroma server)."""
+    from eval.metrics import score_answer
+    from rag.assistant import Assistant
+
+    qa = Assistant(_settings(p))
+    items = _gold(p)
+    t = time.perf_counter()
+    qa.ask(items[0].question, mode="extractive")  # loads the model, the BM25 index and the vocabulary
+    first = time.perf_counter() - t
+    qa.ask(items[1].question, mode="extractive")
+    stages: dict[str, list[float]] = {}
+    rows = []
+    cpu, wall = time.process_time(), time.perf_counter()
+    for item in items:
+        answer = qa.ask(item.question, mode="extractive")
+        for k, v in answer.timings.items():
+            stages.setdefault(k, []).append(v)
+        stages.setdefault("retrieval", []).append(sum(answer.timings.get(k, 0.0) for k in
+                                                      ("embed", "dense", "bm25", "fuse")))
+        rows.append(score_answer(item, answer))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return {"chunks": qa.store.count(), "documents": len(qa.documents()), "first_query_s": round(first, 2),
+            "stages": {k: _pct(v) for k, v in stages.items()}, "questions": len(items),
+            "client_cpu_s_per_query": round(cpu / len(items), 4), "wall_s_per_query": round(wall / len(items), 4),
+            "retrieval": _retrieval(rows)}
+
+
+def probe_llm(p: Params) -> dict:
+    """Prompt tokens, TTFT and tokens/s of the bundled models: evidence sentences vs whole chunks."""
+    from eval.match import answer_correct
+    from rag.assistant import Assistant
+    from rag.llm import LLMGenerator
+    from rag.llm_server import LocalLLMServer, assemble_model
+    from rag.types import Evidence
+
+    settings = _settings(p)
+    qa = Assistant(settings)
+    chosen, langs = [], set()
+    for item in _gold(p):  # the first answerable question of each language, up to `llm_questions`
+        if item.answerable and item.lang not in langs and len(chosen) < p.get("llm_questions", 3):
+            chosen.append(item)
+            langs.add(item.lang)
+    prompts = []
+    for item in chosen:
+        events = {e.type: e.payload for e in qa.stream(item.question, mode="extractive")}
+        chunks = [Evidence(n=i, doc_id=h.doc_id, source=h.source, title=h.title, chunk_id=h.chunk_id,
+                           language=h.language, text=h.text, char_start=h.char_start, char_end=h.char_end,
+                           score=h.score) for i, h in enumerate(events["retrieved"], 1)]
+        prompts.append((item, events["answer"].language, {"sentences": events["evidence"], "chunks": chunks}))
+    out: dict[str, Any] = {"questions": [i.id for i in chosen], "models": {}}
+    for name in p["models"]:
+        path = assemble_model(name, Path(p["model_root"]))
+        runs = []
+        with LocalLLMServer(path, threads=settings.llm_threads, ctx=settings.llm_ctx) as srv:
+            gen = LLMGenerator(srv.base_url, path.stem, api_key=srv.api_key, timeout=600,
+                               max_tokens=settings.llm_max_tokens)
+            gen.generate(chosen[0].question, prompts[0][1], prompts[0][2]["sentences"][:1])  # warm-up
+            for item, lang, variants in prompts:
+                for variant, evidence in variants.items():
+                    d = gen.generate(item.question, lang, evidence)
+                    decode = max(d.seconds - d.ttft, 1e-6)
+                    runs.append({"id": item.id, "variant": variant, "evidence": len(evidence),
+                                 "prompt_tokens": d.prompt_tokens, "completion_tokens": d.completion_tokens,
+                                 "ttft_s": round(d.ttft, 2), "seconds": round(d.seconds, 2),
+                                 "decode_tok_per_s": round(max(d.completion_tokens - 1, 0) / decode, 2),
+                                 "correct": answer_correct(d.text, item.answers), "answer": d.text[:200]})
+        out["models"][name] = {"start_seconds": round(srv.start_seconds, 1), "runs": runs}
+    return out
+
+
+def serve() -> int:
+    """Long-lived worker over one Assistant (RAG_* settings): JSON requests in, JSON replies out."""
+    from rag.assistant import Assistant
+
+    qa = Assistant()
+    qa.ask("AIP", mode="extractive")
+    print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        try:
+            if req["op"] == "ask":
+                a = qa.ask(req["question"], mode="extractive")
+                reply = {"ok": True, "text": a.text, "abstained": a.abstained,
+                         "retrieved": [h.doc_id for h in a.retrieved], "cited": [c.doc_id for c in a.citations]}
+            elif req["op"] == "index":
+                reply = {"ok": True, **qa.add_files(req["paths"]).to_dict()}
+            else:
+                reply = {"ok": True, "documents": [d.doc_id for d in qa.documents()]}
+        except Exception as exc:  # noqa: BLE001 - reported to the driving process
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(reply), flush=True)
+    return 0
+
+
+PROBES = {"encode": probe_encode, "backend": probe_backend, "latency": probe_latency, "llm": probe_llm}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return serve()
+    if len(argv) != 2 or argv[0] not in PROBES:
+        print(f"usage: python -m eval.bench_probe {{{','.join(PROBES)}}} JSON | serve", file=sys.stderr)
+        return 2
+    print(json.dumps(PROBES[argv[0]](json.loads(argv[1]))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
