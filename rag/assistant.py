@@ -9,6 +9,7 @@ Chroma server, and to the bundled local LLM or any OpenAI-compatible server.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -79,6 +80,31 @@ class Assistant:
             if self._vocab is None:
                 self._vocab = vocabulary_of(t for _, texts, _ in self.store.iter_chunks() for t in texts)
             return self._vocab
+
+    def warm_up(self, background: bool = True) -> threading.Thread | None:
+        """Load the embedder and side indexes, and start the local LLM server when ``auto`` or
+        ``local`` will use it, so the first question does not pay for it."""
+
+        def work() -> None:
+            try:
+                self.engine.embed_model.get_query_embedding("warm up")
+                self._vocabulary()
+                mode = self.settings.mode
+                if mode == "auto":
+                    mode = self.engine.resolve_auto()
+                if mode == "local":
+                    from rag.llm_server import get_local_server
+
+                    get_local_server(self.settings)
+            except Exception as exc:  # noqa: BLE001 - warming up is best effort; asking reports errors
+                logging.getLogger(__name__).warning("warm-up: %s", exc)
+
+        if not background:
+            work()
+            return None
+        thread = threading.Thread(target=work, name="rag-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     # ------------------------------------------------------------------ answering
     def ask(self, question: str, **kwargs: Any) -> Answer:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from rag.messages import language_name, message
 from rag.types import Evidence
 
+
 def pick_primary(question_lang: str, evidence: list[Evidence]) -> Evidence:
     """The sentence to quote: the best-scoring one, whatever its language (preferring the
     question's language cost accuracy on the gold set: see rag/evidence.py)."""
