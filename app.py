@@ -152,7 +152,9 @@ def build_ui(qa: Assistant) -> gr.Blocks:
         try:
             event = next(events)  # a bad question fails here, before the chat changes
         except RagError as exc:
-            raise gr.Error(str(exc)) from None
+            gr.Warning(str(exc))
+            yield gr.skip(), question, gr.skip(), gr.skip()  # give the question back to edit
+            return
         messages = [*messages, {"role": "user", "content": md_safe(question)},
                     {"role": "assistant", "content": "…"}]
         draft = ""
@@ -168,13 +170,13 @@ def build_ui(qa: Assistant) -> gr.Blocks:
                     messages[-1]["content"] = chat_text(answer)
                     panel = panel_html(answer)
                     turn = {"q": question, "a": answer.text, "msg": len(messages) - 1, "panel": panel}
-                    yield messages, "", panel, [*turns, turn]
+                    yield messages, gr.skip(), panel, [*turns, turn]
                     return
-                yield messages, "", gr.skip(), gr.skip()
+                yield messages, gr.skip(), gr.skip(), gr.skip()
                 event = next(events)
         except RagError as exc:
             messages[-1]["content"] = f"⚠ {md_safe(str(exc))}"
-            yield messages, "", "", turns
+            yield messages, gr.skip(), "", turns
 
     def show_turn(turns: list, evt: gr.SelectData) -> str:
         index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
@@ -269,11 +271,13 @@ def build_ui(qa: Assistant) -> gr.Blocks:
                         drop = gr.Button("Remove", variant="stop", elem_id="remove-btn", scale=1)
                 table = gr.Dataframe(doc_rows(), headers=DOC_HEADERS, interactive=False, elem_id="doc-table",
                                      wrap=True, max_height=320, scale=3,
-                                     column_widths=["26%", "10%", "9%", "12%", "43%"])
+                                     column_widths=["28%", "12%", "10%", "13%", "37%"])
 
-        inputs = [box, chat, turns, lang, docs, mode, top_k]
-        for trigger in (box.submit, send.click):
-            trigger(respond, inputs, [chat, box, panel, turns], api_visibility="undocumented", **limit)
+        asked = gr.State("")
+        inputs = [asked, chat, turns, lang, docs, mode, top_k]
+        for trigger in (box.submit, send.click):  # the box empties at once, so typing on is safe
+            trigger(lambda q: ("", q), [box], [box, asked], queue=False, api_visibility="undocumented").then(
+                respond, inputs, [chat, box, panel, turns], api_visibility="undocumented", **limit)
         clear.click(lambda: ([], "", []), None, [chat, panel, turns], api_visibility="undocumented")
         chat.clear(lambda: ("", []), None, [panel, turns], api_visibility="undocumented")
         chat.select(show_turn, [turns], [panel], api_visibility="undocumented")

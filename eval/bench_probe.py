@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from eval.bench_app import proc_stats
+from index.pipeline import Indexer
 
 Params = dict[str, Any]
 
@@ -26,6 +30,18 @@ def _settings(p: Params, **over: Any):
 
     keys = {k: p[k] for k in ("data_dir", "model_dir", "chroma_url", "embed_backend", "threads") if p.get(k)}
     return Settings.load(mode="extractive", **keys, **over)
+
+
+def _assistant(p: Params):
+    """An Assistant over ``p``'s store, after indexing ``p["index"]`` when the store is empty."""
+    from rag.assistant import Assistant
+
+    qa = Assistant(_settings(p))
+    if p.get("index") and not qa.documents():
+        report = qa.index([Path(p["index"])])
+        if report.failed:
+            raise RuntimeError(f"indexing {p['index']} failed: {report.failed}")
+    return qa
 
 
 def _gold(p: Params) -> list:
@@ -85,17 +101,46 @@ def probe_encode(p: Params) -> dict:
     pipeline = time.perf_counter() - t
     raw2 = raw()
     ordered = in_pipeline_order()
+    # The fix we propose for index/pipeline.py: embed in length order, so a batch pads to similar lengths.
+    fixed = LengthSortedIndexer(components.get_store(_settings({**p, "data_dir": p["data_dir"] + "-sorted"})), emb,
+                          indexer.chunker, indexer.embedder_id, indexer.languages)
+    t = time.perf_counter()
+    fixed.index_paths([Path(p["docs"])])
+    sorted_pipeline = time.perf_counter() - t
     limit = (raw1 + raw2) / 2
     rate = {"texts": len(texts), "chunks": n_chunks, "sentences": len(texts) - n_chunks, "tokens": tokens}
     return {**rate, "documents": report.documents, "embedded": report.chunks_embedded,
             "seconds": {"raw_encode": [round(raw1, 2), round(raw2, 2)], "pipeline": round(pipeline, 2),
-                        "encode_in_pipeline_order": round(ordered, 2)},
+                        "encode_in_pipeline_order": round(ordered, 2), "pipeline_length_sorted": round(sorted_pipeline, 2)},
             "raw_texts_per_s": round(len(texts) / limit, 1), "raw_tokens_per_s": round(tokens / limit, 1),
             "pipeline_texts_per_s": round(len(texts) / pipeline, 1),
             "pipeline_tokens_per_s": round(tokens / pipeline, 1),
             "pipeline_order_texts_per_s": round(len(texts) / ordered, 1),
             "ratio_pipeline_to_raw": round(limit / pipeline, 3),
-            "ratio_pipeline_order_to_raw": round(limit / ordered, 3)}
+            "ratio_pipeline_order_to_raw": round(limit / ordered, 3),
+            "ratio_pipeline_length_sorted_to_raw": round(limit / sorted_pipeline, 3)}
+
+
+class LengthSortedIndexer(Indexer):
+    """The pipeline with one change: nodes embedded longest first (batches of similar lengths)."""
+
+    def _embed_missing(self, nodes: list, progress=None) -> None:
+        super()._embed_missing(sorted(nodes, key=lambda n: -len(n.text)), progress)
+
+
+def _burner(seconds: float = 300) -> subprocess.Popen:
+    """A process spinning one core (bounded in time): what another user of the machine looks like."""
+    code = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def _query_latency(emb, questions: list[str]) -> tuple[list[float], list]:
+    lat, vecs = [], []
+    for q in questions:
+        t = time.perf_counter()
+        vecs.append(emb.get_query_embedding(q))
+        lat.append(time.perf_counter() - t)
+    return lat, vecs
 
 
 def probe_backend(p: Params) -> dict:
@@ -113,16 +158,19 @@ def probe_backend(p: Params) -> dict:
     t = time.perf_counter()
     emb.get_text_embedding_batch(texts)
     took = time.perf_counter() - t
-    lat, vecs = [], []
-    for q in questions:
-        t = time.perf_counter()
-        vecs.append(emb.get_query_embedding(q))
-        lat.append(time.perf_counter() - t)
+    lat, vecs = _query_latency(emb, questions)
+    burner = _burner()
+    try:
+        time.sleep(0.5)
+        busy, _ = _query_latency(emb, questions)
+    finally:
+        burner.kill()
+        burner.wait()
     if p.get("vectors"):
         np.save(p["vectors"], np.asarray(vecs, np.float32))
     out = {"backend": settings.embed_backend, "threads": settings.threads, "texts": len(texts),
            "texts_per_s": round(len(texts) / took, 1), "tokens_per_s": round(count_tokens(emb, texts) / took, 1),
-           "query": _pct(lat)}
+           "query": _pct(lat), "query_one_core_busy": _pct(busy)}
     if p.get("recall"):
         from eval.metrics import score_answer
         from rag.assistant import Assistant
@@ -138,9 +186,8 @@ def probe_backend(p: Params) -> dict:
 def probe_latency(p: Params) -> dict:
     """Per-stage latency of extractive answers over one store (embedded or a Chroma server)."""
     from eval.metrics import score_answer
-    from rag.assistant import Assistant
 
-    qa = Assistant(_settings(p))
+    qa = _assistant(p)
     items = _gold(p)
     t = time.perf_counter()
     qa.ask(items[0].question, mode="extractive")  # loads the model, the BM25 index and the vocabulary
@@ -148,6 +195,8 @@ def probe_latency(p: Params) -> dict:
     qa.ask(items[1].question, mode="extractive")
     stages: dict[str, list[float]] = {}
     rows = []
+    server = p.get("server_pid")
+    server_cpu = proc_stats(server)["cpu_s"] if server else 0.0
     cpu, wall = time.process_time(), time.perf_counter()
     for item in items:
         answer = qa.ask(item.question, mode="extractive")
@@ -157,7 +206,12 @@ def probe_latency(p: Params) -> dict:
                                                       ("embed", "dense", "bm25", "fuse")))
         rows.append(score_answer(item, answer))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return {"chunks": qa.store.count(), "documents": len(qa.documents()), "first_query_s": round(first, 2),
+    extra = {}
+    if server:
+        now = proc_stats(server)
+        extra = {"server_cpu_s_per_query": round((now["cpu_s"] - server_cpu) / len(items), 4),
+                 "server_peak_rss_mb": now["peak_rss_mb"]}
+    return {**extra, "chunks": qa.store.count(), "documents": len(qa.documents()), "first_query_s": round(first, 2),
             "stages": {k: _pct(v) for k, v in stages.items()}, "questions": len(items),
             "client_cpu_s_per_query": round(cpu / len(items), 4), "wall_s_per_query": round(wall / len(items), 4),
             "retrieval": _retrieval(rows)}
@@ -166,13 +220,12 @@ def probe_latency(p: Params) -> dict:
 def probe_llm(p: Params) -> dict:
     """Prompt tokens, TTFT and tokens/s of the bundled models: evidence sentences vs whole chunks."""
     from eval.match import answer_correct
-    from rag.assistant import Assistant
     from rag.llm import LLMGenerator
     from rag.llm_server import LocalLLMServer, assemble_model
     from rag.types import Evidence
 
-    settings = _settings(p)
-    qa = Assistant(settings)
+    qa = _assistant(p)
+    settings = qa.settings
     chosen, langs = [], set()
     for item in _gold(p):  # the first answerable question of each language, up to `llm_questions`
         if item.answerable and item.lang not in langs and len(chosen) < p.get("llm_questions", 3):
@@ -206,6 +259,14 @@ def probe_llm(p: Params) -> dict:
     return out
 
 
+def probe_peer(p: Params) -> dict:
+    """The llama-index quickstart over the same documents (see eval.peer)."""
+    from eval.peer import run_peer
+
+    qa = _assistant(p)
+    return run_peer(qa.settings, _gold(p), qa.documents())
+
+
 def serve() -> int:
     """Long-lived worker over one Assistant (RAG_* settings): JSON requests in, JSON replies out."""
     from rag.assistant import Assistant
@@ -232,7 +293,8 @@ def serve() -> int:
     return 0
 
 
-PROBES = {"encode": probe_encode, "backend": probe_backend, "latency": probe_latency, "llm": probe_llm}
+PROBES = {"encode": probe_encode, "backend": probe_backend, "latency": probe_latency, "peer": probe_peer,
+          "llm": probe_llm}
 
 
 def main(argv: list[str] | None = None) -> int:

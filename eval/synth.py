@@ -118,6 +118,19 @@ def write_corpus(out: Path, seeds: list[Seed], n_docs: int, seed: int = 0) -> li
     return paths
 
 
+def pipeline_texts(paths: list[Path], chunk_size: int = 200, chunk_overlap: int = 40) -> list[str]:
+    """The texts indexing embeds for these files: every chunk, then every sentence, per document."""
+    from index.chunking import Chunker
+    from index.readers import read_file
+    from index.sentences import split_sentences
+
+    chunker, out = Chunker(chunk_size, chunk_overlap), []
+    for path in paths:
+        text = read_file(path).text
+        out += [c.text for c in chunker.split(text)] + [s.text for s in split_sentences(text)]
+    return out
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 

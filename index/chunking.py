@@ -11,6 +11,7 @@ boundaries; we only locate each chunk in the source text, so offsets are true by
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -56,24 +57,64 @@ class Chunker:
 
     def split(self, text: str) -> list[Span]:
         spans: list[Span] = []
+        last: Span | None = None  # the splitter's previous chunk, as located
         for piece in self._splitter.split_text(text):
             piece = piece.strip()
             if not piece:
                 continue
-            start = self._locate(text, piece, spans[-1] if spans else None)
-            if start is not None:
-                spans.append(Span(piece, start, start + len(piece)))
+            start = self._locate(text, piece, last)
+            if start is None:
+                continue
+            last = Span(piece, start, start + len(piece))
+            if count_tokens(piece) <= self.chunk_size:
+                spans.append(last)
+            else:  # the splitter adds up token counts of its parts, and stripping can change
+                # tokenization (" þ0÷" is 4 tokens, "þ0÷" is 5): re-split to keep the budget
+                spans.extend(self._fit(text, start, last.char_end))
         return spans
+
+    def _fit(self, text: str, start: int, end: int) -> list[Span]:
+        """Greedy re-split of ``text[start:end]`` into spans within budget: whole words where a
+        word fits, characters where one does not (any character is at most 4 tokens)."""
+        out: list[Span] = []
+        units = [(m.start(), m.end()) for m in re.finditer(r"\S+", text[start:end])]
+        a = b = None
+        for us, ue in units:
+            us, ue = start + us, start + ue
+            if a is not None and count_tokens(text[a:ue]) <= self.chunk_size:
+                b = ue
+                continue
+            if a is not None:
+                out.append(Span(text[a:b], a, b))
+                a = None
+            if count_tokens(text[us:ue]) <= self.chunk_size:
+                a, b = us, ue
+                continue
+            i = us
+            while i < ue:
+                j = i + 1
+                while j < ue and count_tokens(text[i : j + 1]) <= self.chunk_size:
+                    j += 1
+                out.append(Span(text[i:j], i, j))
+                i = j
+        if a is not None:
+            out.append(Span(text[a:b], a, b))
+        return out
 
     @staticmethod
     def _locate(text: str, piece: str, prev: Span | None) -> int | None:
-        """Where ``piece`` starts: the latest match that still touches the previous chunk (so
-        repeated text cannot leave a gap), else the first match after it; None when the splitter
-        repeated a piece that only fits inside text already covered (degenerate repetitive text)."""
+        """Where ``piece`` starts: the latest match that touches the previous chunk (starting no
+        later than the first non-space character after it, so repeated text cannot leave a gap),
+        else the first match after it; None when that match lies inside the previous chunk (a
+        chunk of overlap only) or the piece only fits inside text already covered (degenerate
+        repetitive text)."""
         if prev is None:
             start = text.find(piece)
         else:
-            start = text.rfind(piece, prev.char_start + 1, prev.char_end + len(piece))
+            gap = len(text) - len(text[prev.char_end :].lstrip())
+            start = text.rfind(piece, prev.char_start, gap + len(piece))
+            if start >= 0 and start + len(piece) <= prev.char_end:
+                return None  # only overlap (stripping left nothing new): already covered
             if start < 0:
                 start = text.find(piece, prev.char_end)
         if start < 0:
@@ -81,6 +122,7 @@ class Chunker:
                 return None
             raise ValueError("chunker could not locate a chunk in its document")
         return start
+
 
 def chunk_id(doc_id: str, span: Span) -> str:
     """Stable id from document id, offsets and content: same text, same id, on every machine."""

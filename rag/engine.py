@@ -21,7 +21,7 @@ import numpy as np
 from llama_index.core.base.response.schema import Response
 from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-from pydantic import ConfigDict
+from pydantic import ConfigDict, PrivateAttr
 
 from index.language import detect_language, detect_question_language
 from rag.abstain import AbstentionGate
@@ -60,6 +60,7 @@ class CitedQueryEngine(CustomQueryEngine):
     store: Any
     embed_model: Any
     vocabulary: Any = None  # () -> set of word stems in the documents (for abstention)
+    _reranker: Any = PrivateAttr(default=None)
 
     @classmethod
     def build(cls, settings: Settings, store, embed_model, lexical, vocabulary=None) -> CitedQueryEngine:
@@ -96,6 +97,10 @@ class CitedQueryEngine(CustomQueryEngine):
         got = self.retriever.retrieve(query, query_lang=lang, top_k=top_k or s.top_k,
                                       languages=languages or None, sources=sources or None)
         timings = dict(got.timings)
+        if s.reranker_model:
+            t = time.perf_counter()
+            got.hits = self._rerank(query, got.hits)
+            timings["rerank"] = time.perf_counter() - t
         yield Event("retrieved", got.hits)
 
         t = time.perf_counter()
@@ -143,6 +148,19 @@ class CitedQueryEngine(CustomQueryEngine):
         yield Event("answer", self._finish(answer, timings, started))
 
     # ------------------------------------------------------------------ steps
+    def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """Optional cross-encoder stage (``reranker_model``): llama-index's SentenceTransformerRerank."""
+        from dataclasses import replace
+
+        from llama_index.core.postprocessor import SentenceTransformerRerank
+
+        if self._reranker is None or self._reranker.model != self.settings.reranker_model:
+            self._reranker = SentenceTransformerRerank(model=self.settings.reranker_model, top_n=len(hits) or 1)
+        nodes = [NodeWithScore(node=TextNode(id_=h.chunk_id, text=h.text), score=h.score) for h in hits]
+        by_id = {h.chunk_id: h for h in hits}
+        ranked = self._reranker.postprocess_nodes(nodes, query_str=query)
+        return [replace(by_id[n.node.node_id], rank=i, score=float(n.score or 0)) for i, n in enumerate(ranked, 1)]
+
     @staticmethod
     def _with_history(question: str, history: list[tuple[str, str]] | None) -> str:
         """A short follow-up ("and how much will it invest?") is searched together with the last turn:

@@ -3,8 +3,8 @@
     >>> v = Verifier(embed_model).check("Nvidia advises AIP.", [1], evidence)
     >>> v.ok, v.cited, v.reason
 
-A sentence is backed when the names and numbers it states all occur in one evidence sentence
-and its embedding is close enough to that sentence. Missing citations are added; a name or
+A sentence is backed when every name and number it states occurs in the evidence and its
+embedding is close enough to the evidence sentence that shares most of them. Missing citations are added; a name or
 number no evidence sentence has makes the whole answer fail, and the engine falls back to
 the extractive answer.
 """
@@ -36,22 +36,28 @@ class Verifier:
     def check(self, text: str, cited: list[int], evidence: list[Evidence]) -> Verdict:
         if not text.strip():
             return Verdict(False, "the model returned an empty answer", [])
+        if not evidence:
+            return Verdict(False, "there is no evidence to check the answer against", [])
         by_n = {e.n: e for e in evidence}
+        vocab = [(content_terms(e.text) | key_terms(e.text), fold(e.text)) for e in evidence]
         out: list[int] = []
         for sent in [s.text for s in split_sentences(text)] or [text]:
             terms = key_terms(sent)
-            backing = [e for e in evidence if all(present(t, content_terms(e.text) | key_terms(e.text), fold(e.text))
-                                                  for t in terms)]
-            if not backing:
-                missing = sorted(t for t in terms if not any(
-                    present(t, content_terms(e.text) | key_terms(e.text), fold(e.text)) for e in evidence))
-                what = ", ".join(repr(m) for m in missing) or "its names and numbers"
-                return Verdict(False, f"answer states {what}, which no evidence sentence contains", [])
-            sims = self._similarities(sent, backing)
-            best = max(range(len(backing)), key=lambda i: sims[i])
+            found = [[present(t, words, folded) for words, folded in vocab] for t in terms]
+            missing = sorted(t for t, hits in zip(terms, found) if not any(hits))
+            if missing:
+                return Verdict(False, f"answer states {', '.join(repr(m) for m in missing)}, "
+                                      "which no evidence sentence contains", [])
+            sims = self._similarities(sent, evidence)
+            # Names and numbers may be spread over the evidence ("Nvidia ... the consortium" +
+            # "AIP"); the sentence that backs the claim is the closest one sharing most of them.
+            share = [sum(hits[i] for hits in found) / len(terms) if terms else 0.0 for i in range(len(evidence))]
+            best = max(range(len(evidence)), key=lambda i: sims[i] + 0.1 * share[i])
             if sims[best] < self.min_similarity:
-                return Verdict(False, f"answer sentence {sent[:60]!r} is not supported (similarity {sims[best]:.2f})", [])
-            chosen = [n for n in cited if n in by_n and by_n[n] in backing] or [backing[best].n]
+                return Verdict(False, f"answer sentence {sent[:60]!r} is not supported by any evidence "
+                                      f"sentence (best similarity {sims[best]:.2f} < {self.min_similarity})", [])
+            ok = [n for n in cited if n in by_n and sims[evidence.index(by_n[n])] >= self.min_similarity]
+            chosen = ok or [evidence[best].n]
             out.extend(n for n in chosen if n not in out)
         return Verdict(True, "every answer sentence is backed by a cited evidence sentence", out)
 

@@ -1,0 +1,204 @@
+"""The sections of ``python -m eval bench``; each takes the ``Bench`` and returns a JSON-ready dict."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from eval.bench_app import AppServer, ChromaServer, Worker, ask_http, child_env
+
+if TYPE_CHECKING:
+    from eval.bench import Bench
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "corpus"
+BACKENDS = ("torch", "onnx", "onnx-int8")
+MAX_RECALL_DROP = 0.01  # int8 (or ONNX) may be the default only if recall@5 drops by at most 1 point
+NEW_DOC = ("Zyloquent Dynamics announced on Tuesday that it will invest 4,321 million dollars in the "
+           "Aurora Fjord data hall, a new AI campus in northern Norway.\n")
+NEW_QUESTION = "How much will Zyloquent Dynamics invest in the Aurora Fjord data hall?"
+
+
+def corpus_store(b: Bench) -> Path:
+    """The 5-document store (torch backend) the latency, peer, app and llm sections share."""
+    return b.work / "corpus-torch"
+
+
+def _questions(b: Bench) -> list[str]:
+    from eval.gold import load_gold
+
+    items = load_gold(REPO / "eval" / "gold" / "aip.jsonl")
+    return [i.question for i in items[: b.questions or None]]
+
+
+def _synth_docs(b: Bench, n: int) -> list[Path]:
+    from eval.synth import seed_sentences, write_corpus
+
+    return write_corpus(b.data_root / f"synth-docs-{n}-seed{b.seed}", seed_sentences(CORPUS), n, b.seed)
+
+
+# ---------------------------------------------------------------------------------------- encode
+def encode(b: Bench) -> dict[str, Any]:
+    docs = _synth_docs(b, b.index_docs)
+    return b.probe("encode", {"data_dir": str(b.work / "encode"), "docs": str(docs[0].parent)})
+
+
+# -------------------------------------------------------------------------------------- backends
+def backends(b: Bench) -> dict[str, Any]:
+    from eval.synth import pipeline_texts
+
+    texts = sorted(pipeline_texts(_synth_docs(b, 2 if b.quick else 6)), key=len, reverse=True)
+    (b.work / "texts.json").parent.mkdir(parents=True, exist_ok=True)
+    (b.work / "texts.json").write_text(json.dumps(texts))
+    runs = []
+    for backend in BACKENDS:
+        for threads in (1,) if b.quick else (1, 2):
+            data = b.work / ("corpus-torch" if backend == "torch" else f"corpus-{backend}")
+            runs.append(b.probe("backend", {
+                "data_dir": str(data), "embed_backend": backend, "threads": threads, "texts": str(b.work / "texts.json"),
+                "recall": threads == 1, "corpus": str(CORPUS), "vectors": str(b.work / f"q-{backend}-{threads}.npy")}))
+    ref = np.load(b.work / "q-torch-1.npy")
+    fidelity = {}
+    for backend in BACKENDS:
+        vec = np.load(b.work / f"q-{backend}-1.npy")
+        cos = (vec * ref).sum(1) / (np.linalg.norm(vec, axis=1) * np.linalg.norm(ref, axis=1))
+        fidelity[backend] = {"mean_cosine_to_torch": round(float(cos.mean()), 5),
+                             "min_cosine_to_torch": round(float(cos.min()), 5)}
+    return {"texts": len(texts), "runs": runs, "query_vector_fidelity": fidelity, "default": choose_default(runs)}
+
+
+def choose_default(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fastest backend (texts/s, 1 thread) whose recall@5 is within 1 point of torch fp32."""
+    one = {r["backend"]: r for r in runs if r["threads"] == 1}
+    base = one["torch"]["retrieval"]["recall@5"]
+    eligible = [k for k, r in one.items() if r["retrieval"]["recall@5"] >= base - MAX_RECALL_DROP - 1e-9]
+    best = max(eligible, key=lambda k: one[k]["texts_per_s"])
+    why = (f"{best}: {one[best]['texts_per_s']} texts/s at 1 thread vs torch {one['torch']['texts_per_s']}; "
+           f"recall@5 {one[best]['retrieval']['recall@5']} vs torch {base} (allowed drop {MAX_RECALL_DROP})")
+    return {"backend": best, "threads": 1, "eligible": eligible, "why": why}
+
+
+# --------------------------------------------------------------------------------------- latency
+def synth_store(b: Bench, n: int) -> tuple[Path, dict[str, Any]]:
+    """The cached synthetic store of ``n`` chunks (built in a subprocess that reports its peak RSS)."""
+    from eval.synth import VERSION
+
+    data = b.data_root / f"synth-{n}-seed{b.seed}"
+    manifest = data / "manifest.json"
+    if manifest.is_file() and not b.rebuild_data:
+        m = json.loads(manifest.read_text())
+        if m.get("version") == VERSION and m.get("requested_chunks") == n:
+            return data, {**m, "reused": True}
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    argv = [sys.executable, "-m", "eval.synth", "build", "--chunks", str(n), "--data-dir", str(data),
+            "--model-dir", str(b.model_dir), "--seed", str(b.seed)]
+    with open(data / "build.log", "w") as err:
+        done = subprocess.run(argv, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=err, text=True,
+                              timeout=4 * 3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"synthetic build of {n} chunks failed: {(data / 'build.log').read_text()[-1500:]}")
+    m = {**json.loads(done.stdout.strip().splitlines()[-1]), "requested_chunks": n,
+         "built_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    manifest.write_text(json.dumps(m, indent=2) + "\n")
+    return data, {**m, "reused": False}
+
+
+def latency(b: Bench) -> dict[str, Any]:
+    stores: list[tuple[str, Path, dict[str, Any], dict[str, Any] | None]] = [
+        ("5 docs", corpus_store(b), {"index": str(CORPUS)}, None)]
+    for n in b.sizes:
+        data, manifest = synth_store(b, n)
+        stores.append((f"{n // 1000}k chunks" if n >= 1000 else f"{n} chunks", data, {}, manifest))
+    rows = []
+    for label, data, extra, manifest in stores:
+        embedded = b.probe("latency", {"data_dir": str(data), **extra})
+        with ChromaServer(data / "chroma") as db:
+            server = b.probe("latency", {"data_dir": str(data), "chroma_url": db.url, "server_pid": db.pid})
+        row: dict[str, Any] = {"size": label, "chunks": embedded["chunks"], "embedded": embedded, "server": server}
+        if manifest:
+            vectors = manifest["chunks"] + manifest["sentences"]
+            gb = manifest["store_bytes"] / 1e9
+            row["build"] = manifest
+            row["capacity"] = {"store_gb": round(gb, 2), "vectors": vectors,
+                               "vectors_per_gb": round(vectors / gb), "chunks_per_gb": round(manifest["chunks"] / gb)}
+        for r in (embedded, server):
+            cpu = r["client_cpu_s_per_query"] + r.get("server_cpu_s_per_query", 0.0)
+            r["queries_per_s_per_core"] = round(1 / cpu, 1) if cpu else None
+        rows.append(row)
+    return {"questions": rows[0]["embedded"]["questions"], "stores": rows}
+
+
+# ------------------------------------------------------------------------------------------ peer
+def peer(b: Bench) -> dict[str, Any]:
+    return b.probe("peer", {"data_dir": str(corpus_store(b)), "index": str(CORPUS)})
+
+
+# ------------------------------------------------------------------------------------------- app
+def app(b: Bench) -> dict[str, Any]:
+    qs = _questions(b)
+    eight = (qs * 8)[:8]
+    out: dict[str, Any] = {}
+    with AppServer(corpus_store(b), b.model_dir) as one:
+        out["sequential"] = ask_http([one.url], qs[:4] if b.quick else qs[:12], 1)
+        out["concurrent_8"] = ask_http([one.url], eight, 8)
+        out["app_memory"] = one.stats()
+    shared = b.work / "shared-store"  # a copy: the freshness check adds a document to it
+    shutil.copytree(corpus_store(b), shared, ignore=shutil.ignore_patterns("gradio-tmp", "*.log"))
+    with ChromaServer(shared / "chroma") as db:
+        env = {"RAG_CHROMA_URL": db.url}
+        apps = [AppServer(b.work / f"app-{k}", b.model_dir, env, timeout=0) for k in "ab"]
+        try:
+            for a in apps:
+                a.wait_ready()
+            sixteen = (qs * 16)[:16]
+            out["one_app_on_server"] = ask_http([apps[0].url], sixteen, 8)
+            out["two_apps_on_server"] = ask_http([a.url for a in apps], sixteen, 8)
+            out["freshness"] = freshness(b, db.url, apps[1].url)
+            out["server_memory"] = db.stats()
+        finally:
+            for a in apps:
+                a.stop()
+    return out
+
+
+def freshness(b: Bench, chroma_url: str, reader_url: str, limit: float = 30) -> dict[str, Any]:
+    """Index a new document from another process; how long until the reader app retrieves it?"""
+    from gradio_client import Client
+
+    doc = b.work / "new-doc" / "zz_zyloquent.txt"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(NEW_DOC)
+    client = Client(reader_url, verbose=False, analytics_enabled=False)
+    env = {"RAG_DATA_DIR": str(b.work / "writer"), "RAG_CHROMA_URL": chroma_url, "RAG_MODEL_DIR": str(b.model_dir)}
+    with Worker(env) as writer:
+        before = client.predict(NEW_QUESTION, api_name="/ask")
+        reply = writer.request({"op": "index", "paths": [str(doc)]})
+        if not reply.get("ok"):
+            raise RuntimeError(f"writer could not index: {reply}")
+        t0, polls = time.perf_counter(), 0
+        while True:
+            polls += 1
+            answer = client.predict(NEW_QUESTION, api_name="/ask")
+            seen = any(h["doc_id"] == doc.stem for h in answer["retrieved"])
+            if seen or time.perf_counter() - t0 > limit:
+                break
+            time.sleep(0.25)
+    client.close()
+    return {"seen": seen, "seconds_after_index": round(time.perf_counter() - t0, 2), "polls": polls,
+            "seen_before_index": any(h["doc_id"] == doc.stem for h in before["retrieved"]),
+            "answer": answer["text"][:200]}
+
+
+# ------------------------------------------------------------------------------------------- llm
+def llm(b: Bench) -> dict[str, Any]:
+    return b.probe("llm", {"data_dir": str(corpus_store(b)), "index": str(CORPUS), "model_root": str(b.model_dir),
+                           "models": b.llm_models, "llm_questions": b.llm_questions}, timeout=3 * 3600)
