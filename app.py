@@ -322,10 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         if not qa.documents() and Path(settings.corpus_dir).is_dir():
             print(f"index is empty: indexing {settings.corpus_dir} ...", flush=True)
             qa.index([settings.corpus_dir])
-        try:
-            qa.ask("AIP", mode="extractive")  # warm-up: loads the models before the first visitor
-        except RagError:
-            pass
+        qa.warm_up()  # in the background: models (and the local LLM server) load while the UI starts
         demo = build_ui(qa)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -124,7 +124,9 @@ class Chunker:
         return start
 
 
-def chunk_id(doc_id: str, span: Span) -> str:
-    """Stable id from document id, offsets and content: same text, same id, on every machine."""
-    key = f"{doc_id}\x1f{span.char_start}\x1f{span.char_end}\x1f{span.text}".encode()
+def chunk_id(doc_id: str, span: Span, version: str = "") -> str:
+    """Stable id from document id, offsets, content and (optionally) the document version's hash:
+    same input, same id, on every machine; two versions of a document never share an id."""
+    key = f"{doc_id}\x1f{span.char_start}\x1f{span.char_end}\x1f{span.text}"
+    key = (f"{key}\x1f{version}" if version else key).encode()
     return f"{doc_id[:40]}-{hashlib.sha256(key).hexdigest()[:16]}"

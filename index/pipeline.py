@@ -5,7 +5,8 @@
     >>> report.chunks_embedded, report.failed
 
 Unchanged files (same content hash as their committed record) embed nothing; a changed file's
-chunks that already exist keep their vectors; a file gone from an indexed folder is removed.
+chunks and sentences that already exist (same offsets and text) reuse their stored vectors; a
+file gone from an indexed folder is removed.
 Each document is committed on its own (see ``index.store``), so one bad file never costs the
 others, and a kill mid-run is repaired by the next run.
 """
@@ -186,7 +187,7 @@ class Indexer:
         if not todo:
             return False
         self.store.set_journal([d.doc_id for d, _, _, _ in todo])
-        self._embed_missing([n for _, _, nodes, sents in todo for n in (*nodes, *sents)], progress)
+        embedded = self._embed_missing([n for _, _, nodes, sents in todo for n in (*nodes, *sents)], progress)
         for doc, lang, nodes, sents in todo:
             status = "updated" if self.store.doc(doc.doc_id) else "added"
             try:
@@ -200,7 +201,8 @@ class Indexer:
                                             len(nodes), len(doc.text), time.time()))
                 _fault_point("after_commit")
                 self.store.prune(doc.doc_id, doc.content_hash)
-                report.results.append(FileResult(doc.source, doc.doc_id, status, len(nodes), len(fresh), lang))
+                report.results.append(FileResult(doc.source, doc.doc_id, status, len(nodes),
+                                                 sum(n.node_id in embedded for n in fresh), lang))
             except Exception as exc:  # noqa: BLE001 - one document's store failure must not stop the batch
                 report.results.append(FileResult(doc.source, doc.doc_id, "failed", reason=f"store error: {exc}"))
         self.store.set_journal([])
@@ -222,7 +224,7 @@ class Indexer:
             meta = {"doc_id": doc.doc_id, "source": doc.source, "title": doc.title, "language": lang,
                     "doc_language": doc_lang, "char_start": span.char_start, "char_end": span.char_end,
                     "chunk_index": i, "doc_hash": doc.content_hash, "embedder": self.embedder_id}
-            node = TextNode(id_=chunk_id(doc.doc_id, span), text=span.text, metadata=meta,
+            node = TextNode(id_=chunk_id(doc.doc_id, span, doc.content_hash), text=span.text, metadata=meta,
                             start_char_idx=span.char_start, end_char_idx=span.char_end,
                             excluded_embed_metadata_keys=list(meta), excluded_llm_metadata_keys=list(meta))
             node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc.doc_id)
@@ -236,15 +238,27 @@ class Indexer:
         for span in split_sentences(doc.text):
             meta = {"doc_id": doc.doc_id, "doc_hash": doc.content_hash, "language": doc_lang,
                     "char_start": span.char_start, "char_end": span.char_end}
-            out.append(TextNode(id_="s:" + chunk_id(doc.doc_id, span), text=span.text, metadata=meta))
+            out.append(TextNode(id_="s:" + chunk_id(doc.doc_id, span, doc.content_hash), text=span.text,
+                                metadata=meta))
         return out
 
-    def _embed_missing(self, nodes: list, progress: Progress | None) -> None:
-        """Embed only chunks and sentences the store lacks; what is stored keeps its vector."""
+    def _embed_missing(self, nodes: list, progress: Progress | None) -> set[str]:
+        """Give every node the store lacks a vector: a stored one when an earlier version of its
+        document had the same chunk or sentence (same offsets and text), else a new embedding.
+        Returns the ids embedded now."""
         chunk_ids = [n.node_id for n in nodes if not n.node_id.startswith("s:")]
         sent_ids = [n.node_id for n in nodes if n.node_id.startswith("s:")]
         have = self.store.existing_ids(chunk_ids) | self.store.existing_sentence_ids(sent_ids)
-        todo = [n for n in nodes if n.node_id not in have]
+        missing = [n for n in nodes if n.node_id not in have]
+        stored = self.store.stored_vectors(sorted({n.metadata["doc_id"] for n in missing})) if missing else {}
+        todo = []
+        for n in missing:
+            m = n.metadata
+            vec = stored.get((n.node_id.startswith("s:"), m["doc_id"], m["char_start"], m["char_end"], n.text))
+            if vec is None:
+                todo.append(n)
+            else:
+                n.embedding = vec
         batch = max(1, int(getattr(self.embed_model, "embed_batch_size", 32)))
         for i in range(0, len(todo), batch):
             part = todo[i : i + batch]
@@ -253,6 +267,7 @@ class Indexer:
                 node.embedding = vec
             if progress:
                 progress("embed", min(i + batch, len(todo)), len(todo))
+        return {n.node_id for n in todo}
 
     def _remove_missing(self, roots: list[Path], present: set[str], report: IndexReport) -> bool:
         dirs = [r.resolve() for r in roots if r.is_dir()]

@@ -14,11 +14,18 @@ written and a generation counter that side indexes use to know they are stale.
 Commit protocol for one document: add its new chunks -> write its registry record -> delete its
 chunks of any other version. A kill between any two steps leaves chunks that the journal names;
 ``repair()`` on the next run deletes whatever no committed record accounts for.
+
+Chunk and sentence ids include the document's content hash, so two versions of a document never
+share a record. Queries (``vector_store`` reads and ``sentences_of``) see only the committed
+version of each document, one snapshot per question: a query running while a document is
+re-indexed sees the old version or the new one, never a mix. Every Chroma failure (server down
+or hung, corrupt files) surfaces as ``StoreError`` naming the store and what to do.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +35,8 @@ from index.errors import StoreError
 
 META_ID = "__meta__"
 _BATCH = 2000
+_WRITES = {"add", "upsert", "update", "delete"}  # request paths that may carry a big batch
+_NOTHING = "-"  # a doc_hash no record has: "$in" needs a non-empty list
 
 
 @dataclass(frozen=True)
@@ -52,12 +61,18 @@ def make_client(data_dir: Path, chroma_url: str = "", timeout: float = 5.0):
     settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
     if not chroma_url:
         path = Path(data_dir) / "chroma"
+        if Path(data_dir).exists() and not Path(data_dir).is_dir():
+            raise StoreError(f"the data dir {data_dir} is a file, not a directory; move it away or "
+                             "choose another --data-dir / RAG_DATA_DIR, then run `rag index --rebuild`")
+        if not (path / "chroma.sqlite3").exists() and any((Path(data_dir) / "bm25").glob("*")):
+            raise StoreError(f"the Chroma store at {path} is missing but its side index "
+                             f"{Path(data_dir) / 'bm25'} is there; run `rag index --rebuild` to start over")
         try:
             path.mkdir(parents=True, exist_ok=True)
             return chromadb.PersistentClient(path=str(path), settings=settings)
         except Exception as exc:  # chroma raises bare exceptions for a corrupt sqlite file
             raise StoreError(
-                f"cannot open the Chroma store at {path} ({exc}); "
+                f"cannot open the Chroma store at {path} ({_one_line(exc)}); "
                 "run `rag index --rebuild` to start it over"
             ) from exc
     url = urlparse(chroma_url if "://" in chroma_url else f"http://{chroma_url}")
@@ -75,9 +90,88 @@ def make_client(data_dir: Path, chroma_url: str = "", timeout: float = 5.0):
             "start it with `chroma run --path DIR --host 127.0.0.1 --port PORT` or unset chroma_url"
         ) from exc
     session = getattr(getattr(client, "_server", None), "_session", None)
-    if session is not None:  # chroma's own client waits forever on a dead server
+    if session is not None:  # chroma's own client waits forever on a dead or hung server
         session.timeout = httpx.Timeout(timeout * 6, connect=timeout)
+        session._transport = _Deadlines(session._transport, timeout)
     return client
+
+
+class _Deadlines:
+    """httpx transport wrapper: reads (queries, gets, counts) give up after 80% of ``timeout``, so
+    a question fails within ``timeout`` even on a server that accepts and never answers; writes of
+    big batches keep 6x ``timeout``."""
+
+    def __init__(self, inner, timeout: float) -> None:
+        import httpx
+
+        self._inner = inner
+        self._read = httpx.Timeout(timeout * 0.8, connect=min(timeout, 2.0)).as_dict()
+        self._write = httpx.Timeout(timeout * 6, connect=timeout).as_dict()
+
+    def handle_request(self, request):
+        write = request.url.path.rstrip("/").rsplit("/", 1)[-1] in _WRITES
+        request.extensions = {**request.extensions, "timeout": self._write if write else self._read}
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self):
+        self._inner.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._inner.__exit__(*exc)
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:limit]
+
+
+def _is_failure(exc: BaseException) -> bool:
+    """Failures of the store itself (unreachable, hung, corrupt), not mistakes in our own calls."""
+    import httpx
+    from chromadb import errors
+
+    if isinstance(exc, errors.InvalidArgumentError | errors.InvalidDimensionException | errors.DuplicateIDError):
+        return False
+    return isinstance(exc, httpx.HTTPError | errors.ChromaError | OSError | TimeoutError) or (
+        type(exc) is Exception)  # chroma's HTTP client raises bare Exception(body) on a 5xx
+
+
+class _Guarded:
+    """A Chroma collection whose failures surface as ``StoreError`` naming the store and the fix."""
+
+    def __init__(self, collection, store: Store) -> None:
+        self._collection, self._store = collection, store
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._collection, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                if _is_failure(exc):
+                    raise self._store.failure(name, exc) from exc
+                raise
+
+        return call
+
+
+class _CommittedView(_Guarded):
+    """The chunk collection as queries see it: only each document's committed version."""
+
+    def query(self, **kwargs):
+        kwargs["where"] = self._store.visible(kwargs.get("where"), fresh=True)
+        return self.__getattr__("query")(**kwargs)
+
+    def get(self, **kwargs):
+        kwargs["where"] = self._store.visible(kwargs.get("where"))
+        return self.__getattr__("get")(**kwargs)
 
 
 class Store:
@@ -101,11 +195,29 @@ class Store:
                 f"{self.name}-docs", metadata={"hnsw:space": "cosine"}, embedding_function=None
             )
         except Exception as exc:
+            if self.chroma_url and _is_failure(exc):
+                raise self.failure("open", exc) from exc
             raise StoreError(
-                f"cannot open collection {self.name} in {self.where} ({exc}); "
+                f"cannot open collection {self.name} in {self.where} ({_one_line(exc)}); "
                 "run `rag index --rebuild` to start over"
             ) from exc
+        self.chunks = _Guarded(self.chunks, self)
+        self.sentences = _Guarded(self.sentences, self)
+        self.registry = _Guarded(self.registry, self)
         self._vector_store = None
+        self._snapshot = threading.local()  # committed hashes one question reads with
+
+    def failure(self, operation: str, exc: BaseException) -> StoreError:
+        """The StoreError for a failed Chroma call: where, what, and what to do."""
+        if self.chroma_url:
+            return StoreError(
+                f"Chroma server at {self.chroma_url} failed during {operation} ({type(exc).__name__}: "
+                f"{_one_line(exc)}); check that `chroma run` is up there - answering resumes once it is back"
+            )
+        return StoreError(
+            f"the Chroma store at {self.where} failed during {operation} ({type(exc).__name__}: "
+            f"{_one_line(exc)}); if this persists, run `rag index --rebuild`"
+        )
 
     @property
     def where(self) -> str:
@@ -117,8 +229,22 @@ class Store:
         if self._vector_store is None:
             from llama_index.vector_stores.chroma import ChromaVectorStore
 
-            self._vector_store = ChromaVectorStore(chroma_collection=self.chunks)
+            self._vector_store = ChromaVectorStore(chroma_collection=_CommittedView(self.chunks._collection, self))
         return self._vector_store
+
+    def committed_hashes(self) -> dict[str, str]:
+        """doc_id -> content hash of every committed document."""
+        got = self.registry.get(include=["metadatas"])
+        return {i: m["content_hash"] for i, m in zip(got["ids"], got["metadatas"]) if i != META_ID}
+
+    def visible(self, where: dict | None = None, fresh: bool = False) -> dict:
+        """``where`` narrowed to committed versions. A question's first read (the dense query)
+        takes a snapshot of the committed hashes; its later reads (BM25 nodes, sentences) reuse it."""
+        hashes = getattr(self._snapshot, "hashes", None)
+        if fresh or hashes is None:
+            hashes = self._snapshot.hashes = sorted(set(self.committed_hashes().values())) or [_NOTHING]
+        clause = {"doc_hash": {"$in": hashes}}
+        return {"$and": [where, clause]} if where else clause
 
     # ------------------------------------------------------------------ registry
     def _meta(self) -> dict:
@@ -184,9 +310,26 @@ class Store:
         return found
 
     def sentences_of(self, doc_ids: list[str]) -> dict:
-        """All stored sentences of these documents, with their vectors (for evidence scoring)."""
+        """The committed sentences of these documents, with their vectors (for evidence scoring).
+        Reads with the snapshot of the question's retrieval, then ends that snapshot."""
         where = {"doc_id": doc_ids[0]} if len(doc_ids) == 1 else {"doc_id": {"$in": doc_ids}}
-        return self.sentences.get(where=where, include=["documents", "metadatas", "embeddings"])
+        try:
+            return self.sentences.get(where=self.visible(where), include=["documents", "metadatas", "embeddings"])
+        finally:
+            self._snapshot.hashes = None
+
+    def stored_vectors(self, doc_ids: list[str]) -> dict[tuple, list[float]]:
+        """Vectors already stored for these documents (any version), keyed by
+        (is_sentence, doc_id, char_start, char_end, text): an edit re-embeds only what changed."""
+        out: dict[tuple, list[float]] = {}
+        for i in range(0, len(doc_ids), 100):
+            part = doc_ids[i : i + 100]
+            where = {"doc_id": part[0]} if len(part) == 1 else {"doc_id": {"$in": part}}
+            for is_sent, coll in ((False, self.chunks), (True, self.sentences)):
+                got = coll.get(where=where, include=["documents", "metadatas", "embeddings"])
+                for text, m, vec in zip(got["documents"], got["metadatas"], got["embeddings"]):
+                    out[(is_sent, m["doc_id"], int(m["char_start"]), int(m["char_end"]), text)] = list(vec)
+        return out
 
     def prune(self, doc_id: str, keep_hash: str | None) -> int:
         """Delete the chunks and sentences of ``doc_id`` not belonging to version ``keep_hash``."""
