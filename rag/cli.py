@@ -156,7 +156,16 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import app
 
-    return app.main(["--host", args.host, "--port", str(args.port)] + (["--auth", args.auth] if args.auth else []))
+    argv = []
+    for flag, value in (("--host", args.host), ("--port", args.port), ("--auth", args.auth),
+                        ("--config", args.config), ("--data-dir", args.data_dir)):
+        if value:
+            argv += [flag, str(value)]
+    if args.chroma_url:
+        import os
+
+        os.environ["RAG_CHROMA_URL"] = args.chroma_url
+    return app.main(argv)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -200,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_config)
 
     s = sub.add_parser("serve", help="start the chat UI")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--host", help="address to bind (default: settings host, 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (default: settings port, 7860)")
     s.add_argument("--auth", help="user:password (required when binding beyond 127.0.0.1)")
     s.set_defaults(func=cmd_serve)
 

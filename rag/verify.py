@@ -19,6 +19,8 @@ from index.sentences import split_sentences
 from rag.terms import content_terms, fold, key_terms, present
 from rag.types import Evidence
 
+CITE_MARGIN = 0.03
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -38,7 +40,6 @@ class Verifier:
             return Verdict(False, "the model returned an empty answer", [])
         if not evidence:
             return Verdict(False, "there is no evidence to check the answer against", [])
-        by_n = {e.n: e for e in evidence}
         vocab = [(content_terms(e.text) | key_terms(e.text), fold(e.text)) for e in evidence]
         out: list[int] = []
         for sent in [s.text for s in split_sentences(text)] or [text]:
@@ -56,7 +57,11 @@ class Verifier:
             if sims[best] < self.min_similarity:
                 return Verdict(False, f"answer sentence {sent[:60]!r} is not supported by any evidence "
                                       f"sentence (best similarity {sims[best]:.2f} < {self.min_similarity})", [])
-            ok = [n for n in cited if n in by_n and sims[evidence.index(by_n[n])] >= self.min_similarity]
+            # Keep the model's own citations only when they back this sentence about as well as
+            # the best one and share one of its names or numbers (a 1.5B model cites generously).
+            floor = max(self.min_similarity, sims[best] - CITE_MARGIN)
+            backing = {e.n for i, e in enumerate(evidence) if sims[i] >= floor and (not terms or share[i] > 0)}
+            ok = [n for n in cited if n in backing]
             chosen = ok or [evidence[best].n]
             out.extend(n for n in chosen if n not in out)
         return Verdict(True, "every answer sentence is backed by a cited evidence sentence", out)
