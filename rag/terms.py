@@ -12,6 +12,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
+_DOUBLE = re.compile(r"(\D)\1+")
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_][\w'’-]*", re.UNICODE)
 
 
@@ -63,6 +64,12 @@ def content_terms(text: str) -> set[str]:
             if t[0].isdigit() or (fold(t) not in _stopwords() and len(t) > 2)}
 
 
+def _single(word: str) -> str:
+    """Doubled letters collapsed: Portuguese/English spellings meet Spanish ones
+    (assessora -> asesora ~ asesor, commission -> comision)."""
+    return _DOUBLE.sub(r"\1", word)
+
+
 def present(term: str, text_terms: set[str], folded_text: str) -> bool:
     """A key term is present as a token, or as a prefix of one (xAI's, Nvidia's, Bündnisses)."""
     if term in text_terms:
@@ -82,13 +89,13 @@ def coverage(terms: set[str], text: str) -> float:
 def stems(text: str, size: int = 5) -> set[str]:
     """Content words cut to their first ``size`` letters: a stemmer that works across the four
     languages well enough to match advises/advisor, asesora/asesor, Bündnis/Bündnisses."""
-    return {t if t[0].isdigit() else t[:size] for t in content_terms(text)}
+    return {t if t[0].isdigit() else _single(t)[:size] for t in content_terms(text)}
 
 
 def shared_stems(question_stems: set[str], text: str) -> set[str]:
     """Question stems found in ``text``: as a word prefix, or inside a long compound word
     (German "berät" -> "berat" in "Technologieberater")."""
-    words = content_terms(text)
+    words = {_single(w) for w in content_terms(text)}
     found = set()
     for stem in question_stems:
         if any(w.startswith(stem) or (len(stem) >= 5 and len(w) >= 9 and stem in w) for w in words):
@@ -100,7 +107,7 @@ def vocabulary_of(texts) -> set[str]:
     """Every content word of ``texts`` (folded), for ``in_vocabulary``."""
     vocab: set[str] = set()
     for text in texts:
-        vocab |= content_terms(text)
+        vocab |= {_single(w) for w in content_terms(text)}
     return vocab
 
 
