@@ -51,6 +51,7 @@ class Bench:
     sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])
     index_docs: int = 16
     questions: int | None = None
+    store_questions: int = 30  # questions per synthetic store (latency section)
     llm_models: list[str] = field(default_factory=lambda: [BUNDLED_LLM, SMOKE_LLM])
     llm_questions: int = 3
     rebuild_data: bool = False
@@ -145,6 +146,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", help="synthetic store sizes in chunks, comma-separated (default 10000,100000)")
     p.add_argument("--index-docs", type=int, help="synthetic documents for the encode section (default 16)")
     p.add_argument("--questions", type=int, help="only the first N gold questions (default all)")
+    p.add_argument("--store-questions", type=int, help="questions per synthetic store in latency (default 30)")
     p.add_argument("--llm-questions", type=int, help="questions per LLM (default 3)")
     p.add_argument("--seed", type=int, default=0, help="synthetic corpus seed (default 0)")
     p.add_argument("--rebuild-data", action="store_true", help="rebuild cached synthetic stores")
@@ -166,13 +168,14 @@ def run_args(args: argparse.Namespace, argv: list[str] | None = None) -> int:
                   model_dir=Path(model_dir).resolve(), data_root=args.data_root.resolve(), quick=args.quick,
                   seed=args.seed, rebuild_data=args.rebuild_data)
     if args.quick:
-        bench.sizes, bench.index_docs, bench.questions = [1000], 3, 8
+        bench.sizes, bench.index_docs, bench.questions = [300], 3, 8
         bench.llm_models, bench.llm_questions = [SMOKE_LLM], 1
     if args.sizes:
         bench.sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     bench.index_docs = args.index_docs or bench.index_docs
     bench.questions = args.questions or bench.questions
     bench.llm_questions = args.llm_questions or bench.llm_questions
+    bench.store_questions = args.store_questions or bench.store_questions
     chosen = [s for s in (args.only or SECTIONS) if s not in set(args.skip)]
     command = "python -m eval bench" + (" " + shlex.join(argv) if argv else "")
     return run(bench, chosen, command)

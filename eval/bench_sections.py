@@ -120,9 +120,11 @@ def latency(b: Bench) -> dict[str, Any]:
         stores.append((f"{n // 1000}k chunks" if n >= 1000 else f"{n} chunks", data, {}, manifest))
     rows = []
     for label, data, extra, manifest in stores:
+        if manifest:  # synthetic stores: fewer questions (each is slower), recall is not defined there
+            extra["questions"] = min(b.questions or b.store_questions, b.store_questions)
         embedded = b.probe("latency", {"data_dir": str(data), **extra})
         with ChromaServer(data / "chroma") as db:
-            server = b.probe("latency", {"data_dir": str(data), "chroma_url": db.url, "server_pid": db.pid})
+            server = b.probe("latency", {"data_dir": str(data), "chroma_url": db.url, "server_pid": db.pid, **extra})
         row: dict[str, Any] = {"size": label, "chunks": embedded["chunks"], "embedded": embedded, "server": server}
         if manifest:
             vectors = manifest["chunks"] + manifest["sentences"]
@@ -134,7 +136,7 @@ def latency(b: Bench) -> dict[str, Any]:
             cpu = r["client_cpu_s_per_query"] + r.get("server_cpu_s_per_query", 0.0)
             r["queries_per_s_per_core"] = round(1 / cpu, 1) if cpu else None
         rows.append(row)
-    return {"questions": rows[0]["embedded"]["questions"], "stores": rows}
+    return {"questions": {r["size"]: r["embedded"]["questions"] for r in rows}, "stores": rows}
 
 
 # ------------------------------------------------------------------------------------------ peer

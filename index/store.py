@@ -71,6 +71,10 @@ def make_client(data_dir: Path, chroma_url: str = "", timeout: float = 5.0):
             path.mkdir(parents=True, exist_ok=True)
             return chromadb.PersistentClient(path=str(path), settings=settings)
         except Exception as exc:  # chroma raises bare exceptions for a corrupt sqlite file
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            # chroma caches the half-built client per path: forget it, so a rebuild can start over
+            SharedSystemClient._identifier_to_system.pop(str(path), None)
             raise StoreError(
                 f"cannot open the Chroma store at {path} ({_one_line(exc)}); "
                 "run `rag index --rebuild` to start it over"
@@ -79,7 +83,8 @@ def make_client(data_dir: Path, chroma_url: str = "", timeout: float = 5.0):
     import httpx
 
     try:  # fail fast with a clear message instead of hanging in chroma's timeout-less client
-        httpx.get(f"{url.scheme}://{url.netloc}/api/v2/heartbeat", timeout=timeout).raise_for_status()
+        httpx.get(f"{url.scheme}://{url.netloc}/api/v2/heartbeat",
+                  timeout=httpx.Timeout(timeout * 0.8, connect=min(timeout, 2.0))).raise_for_status()
         client = chromadb.HttpClient(
             host=url.hostname or "127.0.0.1", port=url.port or 8000, ssl=url.scheme == "https",
             settings=settings,

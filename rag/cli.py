@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from rag.errors import RagError
@@ -124,6 +125,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from rag.assistant import Assistant
 
     qa = Assistant(_settings(args))
+    if not qa.documents():  # an empty store would only ever answer "not found"
+        raise RagError(f"nothing is indexed yet in {qa.store.where}: run `rag index <files or folders>` "
+                       "(e.g. `rag index corpus`) first")
     kwargs = {"mode": args.mode, "languages": args.lang or None, "sources": args.source or None, "top_k": args.top_k}
     if args.json:
         print(json.dumps(qa.ask(args.question, **kwargs).to_dict(), indent=2, ensure_ascii=False))
@@ -221,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The model loaders' own progress bars would bury a one-line error; ours (indexing) stay.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
