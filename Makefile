@@ -51,8 +51,8 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 
-bench: install llm-model
-	$(BIN)/python -m eval bench
+bench: install llm-model smoke-model
+	$(BIN)/python -m eval bench --publish docs/PERFORMANCE.md
 
 clean:
 	rm -rf .rag runs test-artifacts

@@ -1,9 +1,10 @@
-"""``python -m eval`` (also ``rag eval``): run, compare, gate, calibrate.
+"""``python -m eval`` (also ``rag eval``): run, compare, gate, calibrate, bench.
 
     $ python -m eval run --gold eval/gold/aip.jsonl --mode extractive --out runs/x [--baselines] [--gate]
     $ python -m eval compare runs/a runs/b
     $ python -m eval gate runs/x
     $ python -m eval calibrate --gold eval/gold/aip.jsonl [--json]
+    $ python -m eval bench [--quick] [--only latency,peer] [--out runs/bench-x]   (docs/PERFORMANCE.md)
 
 Exit codes: 0 ok, 1 the gate failed, 2 bad input (malformed gold file, bad setting, missing run).
 """
@@ -74,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("calibrate", help="grid-search the abstention thresholds (prints, never writes)")
     _common(s)
     s.add_argument("--json", action="store_true")
+
+    from eval.bench import add_parser
+
+    add_parser(sub)
     return p
 
 
@@ -126,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args, argv)
         if args.command == "calibrate":
             return cmd_calibrate(args)
+        if args.command == "bench":
+            from eval.bench import run_args
+
+            return run_args(args, argv[1:])
         if args.command == "compare":
             from eval.compare import compare
 

@@ -1,6 +1,7 @@
 """``python -m eval bench``: every performance figure of the service, side by side, in one run.
 
     $ python -m eval bench [--quick] [--out runs/bench-DATE] [--skip llm,app] [--only latency]
+    $ python -m eval bench --publish docs/PERFORMANCE.md      # and refresh the docs' numbers and chart
 
 Sections (each runs its measurements in fresh subprocesses, see ``eval.bench_probe``):
 encode (raw encoder vs indexing pipeline), backends (torch / ONNX / int8 x 1-2 threads),
@@ -150,6 +151,10 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-questions", type=int, help="questions per LLM (default 3)")
     p.add_argument("--seed", type=int, default=0, help="synthetic corpus seed (default 0)")
     p.add_argument("--rebuild-data", action="store_true", help="rebuild cached synthetic stores")
+    p.add_argument("--publish", type=Path, metavar="DOC",
+                   help="also put the report into DOC's bench section (docs/PERFORMANCE.md) and its chart beside it")
+    p.add_argument("--publish-only", type=Path, metavar="RUN_DIR",
+                   help="publish an earlier run's report.md/bench.png into --publish DOC, measure nothing")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -161,7 +166,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_args(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    from eval.bench_report import publish, write_report
     from rag.settings import Settings
+
+    if args.publish_only:  # re-render from results.json (the report's format may have changed), then publish
+        results = Path(args.publish_only) / "results.json"
+        if results.exists():
+            write_report(Path(args.publish_only), json.loads(results.read_text(encoding="utf-8")))
+        publish(Path(args.publish_only), args.publish or REPO / "docs" / "PERFORMANCE.md")
+        return 0
 
     model_dir = args.model_dir or Settings.load().model_root
     bench = Bench(out=args.out or REPO / "runs" / f"bench-{datetime.now(UTC):%Y%m%d-%H%M%S}",
@@ -178,7 +191,10 @@ def run_args(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     bench.store_questions = args.store_questions or bench.store_questions
     chosen = [s for s in (args.only or SECTIONS) if s not in set(args.skip)]
     command = "python -m eval bench" + (" " + shlex.join(argv) if argv else "")
-    return run(bench, chosen, command)
+    code = run(bench, chosen, command)
+    if args.publish:
+        publish(bench.out, args.publish)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,9 @@ def _synth_docs(b: Bench, n: int) -> list[Path]:
 # ---------------------------------------------------------------------------------------- encode
 def encode(b: Bench) -> dict[str, Any]:
     docs = _synth_docs(b, b.index_docs)
-    return b.probe("encode", {"data_dir": str(b.work / "encode"), "docs": str(docs[0].parent)})
+    # torch: the issue's limit is sentence-transformers' own encode, so the pipeline runs on the same backend
+    return b.probe("encode", {"data_dir": str(b.work / "encode"), "docs": str(docs[0].parent),
+                              "embed_backend": "torch"})
 
 
 # -------------------------------------------------------------------------------------- backends
@@ -76,13 +78,21 @@ def backends(b: Bench) -> dict[str, Any]:
 
 
 def choose_default(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Fastest backend (texts/s, 1 thread) whose recall@5 is within 1 point of torch fp32."""
+    """The backend with the fastest single query (1 thread) among those within 1 point of torch fp32
+    on recall@5 (the issue's rule) and on answer accuracy (what users get; added after int8 lost
+    answers whose retrieval it kept); throughput breaks ties."""
     one = {r["backend"]: r for r in runs if r["threads"] == 1}
-    base = one["torch"]["retrieval"]["recall@5"]
-    eligible = [k for k, r in one.items() if r["retrieval"]["recall@5"] >= base - MAX_RECALL_DROP - 1e-9]
-    best = max(eligible, key=lambda k: one[k]["texts_per_s"])
-    why = (f"{best}: {one[best]['texts_per_s']} texts/s at 1 thread vs torch {one['torch']['texts_per_s']}; "
-           f"recall@5 {one[best]['retrieval']['recall@5']} vs torch {base} (allowed drop {MAX_RECALL_DROP})")
+    base = one["torch"]
+    def ok(r: dict[str, Any]) -> bool:
+        return (r["retrieval"]["recall@5"] >= base["retrieval"]["recall@5"] - MAX_RECALL_DROP - 1e-9
+                and r["answer_accuracy"] >= base["answer_accuracy"] - MAX_RECALL_DROP - 1e-9)
+
+    eligible = [k for k, r in one.items() if ok(r)]
+    best = min(eligible, key=lambda k: (one[k]["query"]["p50_ms"], -one[k]["texts_per_s"]))
+    why = "; ".join(f"{k}: query p50 {r['query']['p50_ms']} ms, {r['texts_per_s']} texts/s, recall@5 "
+                    f"{r['retrieval']['recall@5']}, answer accuracy {r['answer_accuracy']}"
+                    f"{'' if k in eligible else ' (not eligible: more than 1 point below torch)'}"
+                    for k, r in one.items())
     return {"backend": best, "threads": 1, "eligible": eligible, "why": why}
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,7 +37,8 @@ from index.errors import StoreError
 META_ID = "__meta__"
 _BATCH = 2000
 _WRITES = {"add", "upsert", "update", "delete"}  # request paths that may carry a big batch
-_NOTHING = "-"  # a doc_hash no record has: "$in" needs a non-empty list
+_READS = {"query", "get", "count", "peek"}
+_READ_RETRIES = 3  # reads that meet a concurrent delete are retried (see _is_delete_race)
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,12 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return text[:limit]
 
 
+def _is_delete_race(exc: BaseException) -> bool:
+    """Chroma's reader met a record deleted while it ran (a version being pruned under a query):
+    "Error finding id". The same read a moment later sees a consistent collection."""
+    return "Error finding id" in str(exc)
+
+
 def _is_failure(exc: BaseException) -> bool:
     """Failures of the store itself (unreachable, hung, corrupt), not mistakes in our own calls."""
     import httpx
@@ -157,26 +165,63 @@ class _Guarded:
             return attr
 
         def call(*args, **kwargs):
-            try:
-                return attr(*args, **kwargs)
-            except Exception as exc:
-                if _is_failure(exc):
-                    raise self._store.failure(name, exc) from exc
-                raise
+            for attempt in range(_READ_RETRIES + 1):
+                try:
+                    return attr(*args, **kwargs)
+                except Exception as exc:
+                    if name in _READS and attempt < _READ_RETRIES and _is_delete_race(exc):
+                        time.sleep(0.05 * (attempt + 1))
+                        continue
+                    if _is_failure(exc):
+                        raise self._store.failure(name, exc) from exc
+                    raise
 
         return call
 
 
 class _CommittedView(_Guarded):
-    """The chunk collection as queries see it: only each document's committed version."""
+    """The chunk collection as queries see it: only each document's committed version.
+
+    Reads run without a version filter (a ``doc_hash $in [every committed hash]`` clause costs
+    O(documents) per query: seconds at 25k documents) and then drop the rows that are not the
+    committed version of their document - chunks of a version being written or being pruned. A
+    dense query that loses hits that way asks Chroma again for more."""
 
     def query(self, **kwargs):
-        kwargs["where"] = self._store.visible(kwargs.get("where"), fresh=True)
-        return self.__getattr__("query")(**kwargs)
+        self._store.new_snapshot()
+        kwargs = _with_metadatas(kwargs)
+        n = int(kwargs.pop("n_results", 10))
+        fetch = n
+        while True:
+            got = self.__getattr__("query")(n_results=fetch, **kwargs)
+            keep = self._store.committed_rows(got["metadatas"][0])
+            if len(keep) >= n or len(got["ids"][0]) < fetch or fetch >= 64 * n:
+                return _take(got, keep[:n], nested=True)
+            fetch *= 4
 
     def get(self, **kwargs):
-        kwargs["where"] = self._store.visible(kwargs.get("where"))
-        return self.__getattr__("get")(**kwargs)
+        got = self.__getattr__("get")(**_with_metadatas(kwargs))
+        return _take(got, self._store.committed_rows(got["metadatas"]), nested=False)
+
+
+def _with_metadatas(kwargs: dict) -> dict:
+    """``kwargs`` with a truthy ``where`` only, and metadatas included (the version check needs them)."""
+    kwargs = {k: v for k, v in kwargs.items() if k != "where" or v}
+    if "include" in kwargs and "metadatas" not in kwargs["include"]:
+        kwargs["include"] = [*kwargs["include"], "metadatas"]
+    return kwargs
+
+
+def _take(got, rows: list[int], nested: bool):
+    """A Chroma get/query result cut down to ``rows`` (of its only query when ``nested``)."""
+    for key in ("ids", "documents", "metadatas", "distances", "embeddings", "uris", "data"):
+        value = got.get(key)
+        if value is None:
+            continue
+        part = value[0] if nested else value
+        picked = [part[i] for i in rows]
+        got[key] = [picked] if nested else picked
+    return got
 
 
 class Store:
@@ -242,14 +287,24 @@ class Store:
         got = self.registry.get(include=["metadatas"])
         return {i: m["content_hash"] for i, m in zip(got["ids"], got["metadatas"]) if i != META_ID}
 
-    def visible(self, where: dict | None = None, fresh: bool = False) -> dict:
-        """``where`` narrowed to committed versions. A question's first read (the dense query)
-        takes a snapshot of the committed hashes; its later reads (BM25 nodes, sentences) reuse it."""
-        hashes = getattr(self._snapshot, "hashes", None)
-        if fresh or hashes is None:
-            hashes = self._snapshot.hashes = sorted(set(self.committed_hashes().values())) or [_NOTHING]
-        clause = {"doc_hash": {"$in": hashes}}
-        return {"$and": [where, clause]} if where else clause
+    def new_snapshot(self) -> None:
+        """Start a question's snapshot of committed versions (its first read, the dense query)."""
+        self._snapshot.hashes = {}
+
+    def committed_rows(self, metadatas: list) -> list[int]:
+        """Positions of the rows that belong to their document's committed version. The versions
+        are looked up once per document per question (the snapshot): a question running while a
+        document is re-indexed reads the old version or the new one, never a mix."""
+        snap = getattr(self._snapshot, "hashes", None)
+        if snap is None:
+            snap = self._snapshot.hashes = {}
+        missing = sorted({m["doc_id"] for m in metadatas if m and m.get("doc_id") not in snap})
+        if missing:
+            got = self.registry.get(ids=missing, include=["metadatas"])
+            found = {i: m["content_hash"] for i, m in zip(got["ids"], got["metadatas"])}
+            snap.update({d: found.get(d) for d in missing})
+        return [i for i, m in enumerate(metadatas)
+                if m and snap.get(m.get("doc_id")) is not None and m.get("doc_hash") == snap[m["doc_id"]]]
 
     # ------------------------------------------------------------------ registry
     def _meta(self) -> dict:
@@ -319,7 +374,8 @@ class Store:
         Reads with the snapshot of the question's retrieval, then ends that snapshot."""
         where = {"doc_id": doc_ids[0]} if len(doc_ids) == 1 else {"doc_id": {"$in": doc_ids}}
         try:
-            return self.sentences.get(where=self.visible(where), include=["documents", "metadatas", "embeddings"])
+            got = self.sentences.get(where=where, include=["documents", "metadatas", "embeddings"])
+            return _take(got, self.committed_rows(got["metadatas"]), nested=False)
         finally:
             self._snapshot.hashes = None
 

@@ -10,6 +10,7 @@ server, or one embedding model for another, is a settings change and nothing els
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -22,9 +23,12 @@ from rag.settings import Settings
 _lock = threading.RLock()
 
 
-def configure_threads(threads: int) -> None:
-    """Pin intra-op threads: two torch threads on two busy cores made one query ~40x slower."""
+def configure_threads(threads: int, torch_too: bool = True) -> None:
+    """Pin intra-op threads: two torch threads on two busy cores made one query ~40x slower.
+    onnxruntime sessions get theirs in ``OnnxEmbedding``; torch is only touched when it is used."""
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    if not torch_too and "torch" not in sys.modules:
+        return
     try:
         import torch
 
@@ -45,8 +49,10 @@ def _embedder(key: tuple):
     from index.embedder import load_embedder
 
     model_root, model, backend, threads, batch = key
-    configure_threads(threads)
-    return load_embedder(model, backend=backend, data_dir=Path(model_root), threads=threads, batch_size=batch)
+    configure_threads(threads, torch_too=backend == "torch")
+    emb = load_embedder(model, backend=backend, data_dir=Path(model_root), threads=threads, batch_size=batch)
+    configure_threads(threads, torch_too=False)  # a first ONNX export imports torch
+    return emb
 
 
 def get_embedder(s: Settings):

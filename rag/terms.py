@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from functools import lru_cache
@@ -103,16 +104,37 @@ def shared_stems(question_stems: set[str], text: str) -> set[str]:
     return found
 
 
-def vocabulary_of(texts) -> set[str]:
+class Vocabulary(frozenset):
+    """The content words of a corpus, with fast prefix and inside-a-compound lookups (a plain
+    scan of 50k words took ~40 ms per question at 100k chunks)."""
+
+    def __new__(cls, words=()):
+        self = super().__new__(cls, words)
+        self._sorted = sorted(self)
+        self._long = "\n".join(w for w in self._sorted if len(w) >= 9)  # compounds, newline-separated
+        return self
+
+    def has_stem(self, stem: str) -> bool:
+        if stem in self:
+            return True
+        i = bisect.bisect_left(self._sorted, stem)
+        if i < len(self._sorted) and self._sorted[i].startswith(stem):
+            return True
+        return len(stem) >= 5 and stem in self._long
+
+
+def vocabulary_of(texts) -> Vocabulary:
     """Every content word of ``texts`` (folded), for ``in_vocabulary``."""
     vocab: set[str] = set()
     for text in texts:
         vocab |= {_single(w) for w in content_terms(text)}
-    return vocab
+    return Vocabulary(vocab)
 
 
 def in_vocabulary(stem: str, vocab: set[str]) -> bool:
     """Does some document word start with ``stem`` (or hold it inside a long compound)?"""
+    if isinstance(vocab, Vocabulary):
+        return vocab.has_stem(stem)
     if stem in vocab:
         return True
     return any(w.startswith(stem) or (len(stem) >= 5 and len(w) >= 9 and stem in w) for w in vocab)
