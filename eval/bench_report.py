@@ -204,6 +204,7 @@ def write_chart(path: Path, res: dict[str, Any]) -> None:
             vals = np.array([_stage(s[m], k) or 0 for s in lat["stores"] for m in ("embedded", "server")])
             axes[0].bar(labels, vals, bottom=bottoms, color=color, label=k)
             bottoms += vals
+        axes[0].set_ylim(0, max(float(bottoms.max()), 1.0) * 1.3)  # headroom for the legend
         axes[0].set_ylabel("p50 ms")
         axes[0].set_title("Extractive answer: p50 per stage")
         axes[0].legend(fontsize=7, ncol=3)
