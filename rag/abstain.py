@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rag.terms import in_vocabulary, stems
+from rag.terms import Vocabulary, in_vocabulary, stems
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class AbstentionGate:
             return Decision(True, "no passage was retrieved", 0.0, 0.0)
         top = max(e.score for e in evidence)
         words = stems(question)
+        if vocabulary is not None and not isinstance(vocabulary, Vocabulary):
+            vocabulary = Vocabulary(vocabulary)  # index a plain set once, not once per word
         known = {w for w in words if in_vocabulary(w, vocabulary)} if vocabulary is not None else words
         cov = len(known) / len(words) if words else 1.0
         if top < self.threshold:

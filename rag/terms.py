@@ -133,8 +133,6 @@ def vocabulary_of(texts) -> Vocabulary:
 
 def in_vocabulary(stem: str, vocab: set[str]) -> bool:
     """Does some document word start with ``stem`` (or hold it inside a long compound)?"""
-    if isinstance(vocab, Vocabulary):
-        return vocab.has_stem(stem)
-    if stem in vocab:
-        return True
-    return any(w.startswith(stem) or (len(stem) >= 5 and len(w) >= 9 and stem in w) for w in vocab)
+    if not isinstance(vocab, Vocabulary):  # a plain set from a caller: index it (once per call site is better)
+        vocab = Vocabulary(vocab)
+    return vocab.has_stem(stem)
