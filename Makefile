@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: run test test-fast install install-test llm-model smoke-model browser index lint bench clean
+.PHONY: run test test-fast install install-test llm-model smoke-model browser index lint bench eval calibrate clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -50,6 +50,14 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# The public benchmark (eval/benchmarks/xquad-dev), indexed into .rag/bench/xquad-dev, with baselines.
+eval: install
+	$(BIN)/python -m eval run --bench xquad-dev --mode extractive --baselines
+
+# Refit the evidence ranker and abstention model on the benchmark's folds (rag/models/ranker.json).
+calibrate: install
+	$(BIN)/python -m eval calibrate --bench xquad-dev --write rag/models/ranker.json
 
 bench: install llm-model smoke-model
 	$(BIN)/python -m eval bench --publish docs/PERFORMANCE.md

@@ -3,7 +3,8 @@
     $ python -m eval run --gold eval/gold/aip.jsonl --mode extractive --out runs/x [--baselines] [--gate]
     $ python -m eval compare runs/a runs/b
     $ python -m eval gate runs/x
-    $ python -m eval calibrate --gold eval/gold/aip.jsonl [--json]
+    $ python -m eval run --bench xquad-dev --baselines        (the public benchmark, its own data dir)
+    $ python -m eval calibrate --bench xquad-dev --write rag/models/ranker.json
     $ python -m eval bench [--quick] [--only latency,peer] [--out runs/bench-x]   (docs/PERFORMANCE.md)
 
 Exit codes: 0 ok, 1 the gate failed, 2 bad input (malformed gold file, bad setting, missing run).
@@ -32,8 +33,21 @@ def _overrides(pairs: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _folds(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(f) for f in text.split(",") if f.strip()]
+    except ValueError:
+        from eval.run import EvalError
+
+        raise EvalError(f"--folds expects whole numbers separated by commas, got {text!r}") from None
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gold", type=Path, default=DEFAULT_GOLD, help=f"gold JSONL file (default {DEFAULT_GOLD})")
+    p.add_argument("--bench", help="a shipped benchmark (eval/benchmarks/NAME, e.g. xquad-dev): its gold file, "
+                                   "its corpus indexed into <data_dir>/bench/NAME")
     p.add_argument("--data-dir", help="index location (default: settings' data_dir)")
     p.add_argument("--chroma-url", help="a `chroma run` server instead of the embedded store")
     p.add_argument("--config", help="TOML config file (default ./rag.toml or $RAG_CONFIG)")
@@ -43,6 +57,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="index these files/folders first (default: corpus/ when the store is empty)")
     p.add_argument("--limit", type=int, help="only the first N questions")
     p.add_argument("--ids", help="only these question ids, comma-separated")
+    p.add_argument("--folds", help="only questions of these folds (gold field 'fold'), comma-separated, e.g. 0")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -72,8 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir", type=Path)
     s.add_argument("--floors", type=Path, help="floors file (default eval/ci_floors.json)")
 
-    s = sub.add_parser("calibrate", help="grid-search the abstention thresholds (prints, never writes)")
+    s = sub.add_parser("calibrate", help="fit the evidence ranker and abstention model by folds")
     _common(s)
+    s.add_argument("--write", type=Path, help="write the ranker file here (then set ranker_path to it; "
+                                              "rag/models/ranker.json is the shipped one)")
     s.add_argument("--json", action="store_true")
 
     from eval.bench import add_parser
@@ -91,6 +108,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                       ids=[i.strip() for i in args.ids.split(",") if i.strip()] if args.ids else None,
                       workers=args.workers, data_dir=args.data_dir, chroma_url=args.chroma_url, config=args.config,
                       index=args.index, overrides=_overrides(args.overrides), baselines=args.baselines,
+                      bench=args.bench, folds=_folds(args.folds),
                       progress=not args.no_progress, seed=args.seed, resamples=args.resamples,
                       command="python -m eval " + shlex.join(argv))
     result = run(opts)
@@ -102,21 +120,25 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    from eval.calibrate import collect_features, render, report
+def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
+    from eval.calibrate import calibrate, render
     from eval.gold import load_gold
-    from eval.run import RunOptions, load_settings, prepare, select
+    from eval.run import RunOptions, apply_bench, load_settings, prepare, select
 
-    load_gold(args.gold)
-    opts = RunOptions(gold=args.gold, data_dir=args.data_dir, chroma_url=args.chroma_url, config=args.config,
-                      overrides=_overrides(args.overrides))
+    opts = apply_bench(RunOptions(gold=args.gold, data_dir=args.data_dir, chroma_url=args.chroma_url,
+                                  config=args.config, index=args.index, overrides=_overrides(args.overrides),
+                                  bench=args.bench))
+    load_gold(opts.gold)
     settings = load_settings(opts)
-    qa = prepare(settings, args.index)
+    qa = prepare(settings, opts.index)
     ids = [i.strip() for i in args.ids.split(",") if i.strip()] if args.ids else None
-    items = select(load_gold(args.gold, {d.doc_id for d in qa.documents()}), args.limit, ids)
-    feats = collect_features(qa, items, progress=not args.no_progress)
-    rep = report(feats, (settings.abstain_threshold, settings.min_term_coverage, settings.abstain_confident))
-    print(json.dumps(rep, indent=2) if args.json else render(rep))
+    items = select(load_gold(opts.gold, {d.doc_id for d in qa.documents()}), args.limit, ids, _folds(args.folds))
+    data = calibrate(qa, items, opts.gold, "python -m eval " + shlex.join(argv), progress=not args.no_progress)
+    if args.write:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        args.write.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {args.write}", file=sys.stderr)
+    print(json.dumps(data["meta"]["report"], indent=2) if args.json else render(data))
     return 0
 
 
@@ -130,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(args, argv)
         if args.command == "calibrate":
-            return cmd_calibrate(args)
+            return cmd_calibrate(args, argv)
         if args.command == "bench":
             from eval.bench import run_args
 

@@ -1,154 +1,180 @@
-"""Grid search for the abstention thresholds (``abstain_threshold``, ``min_term_coverage``,
-``abstain_confident``; see rag/abstain.py), by abstention F1 on a gold file. Prints; never writes.
+"""Fit the evidence ranker and the abstention model (``rag/ranker.py``) on a gold set, by folds.
 
-    >>> feats = collect_features(qa, items)          # one pass: features + the extractive answer
-    >>> best = grid_search(feats)[0]
-    >>> best.threshold, best.f1, best.false_abstentions
+    $ python -m eval calibrate --bench xquad-dev --write rag/models/ranker.json
+    $ python -m eval calibrate --gold my.jsonl --index my-docs/ --write my-ranker.json   # then ranker_path=...
 
-Per question, computed once with the gate open: the top evidence score, the share of the
-question's content words found in the documents (the gate's two signals), and whether the
-extractive answer is correct. The gate abstains when ``top < threshold`` or
-(``coverage < min_term_coverage`` and ``top < confident``); every grid point is then a few numpy
-operations. Ranking: F1 on unanswerable questions, ties broken by fewer false abstentions, then
-higher accuracy, then the point closest to the current settings.
+One pass asks every question with the gate open and keeps, per question, the retrieved chunks
+and every candidate sentence with its features (``rag.evidence.FEATURES``) and whether it holds
+the gold answer. Then, for each fold k (the gold file's ``fold`` field; questions without one are
+split into 5 folds by id), both models are fitted on the other folds and scored on fold k; the
+file keeps those per-fold weights (so ``eval run`` on this gold set evaluates every question with
+weights that never saw it) and the weights fitted on every fold (what answers use).
+
+* sentence model: a conditional logit over each answerable question's candidates;
+* answer model: logistic regression on ``rag.abstain.FEATURES``, target = the question is
+  answerable; its threshold is the one with the best abstention F1 whose false abstentions stay
+  within ``max_false_abstention`` (5%) of the answerable training questions.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
+import json
 import sys
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from eval.gold import GoldItem
 from eval.match import answer_correct
+from rag.abstain import FEATURES as ANSWER_FEATURES
+from rag.abstain import question_features
+from rag.evidence import FEATURES, EvidenceSelector, feature_matrix, hit_nodes, rank, to_evidence
+from rag.ranker import Logistic, Ranker
 
-THRESHOLDS = np.round(np.arange(0.50, 1.2001, 0.01), 2)  # evidence scores reach ~1.4
-COVERAGES = np.round(np.arange(0.0, 1.0001, 0.05), 2)
-CONFIDENTS = np.round(np.arange(0.80, 1.4001, 0.01), 2)
-
-
-@dataclass(frozen=True)
-class Features:
-    """The gate's inputs for one question, and whether answering it would be right."""
-
-    id: str
-    answerable: bool
-    top_score: float
-    coverage: float
-    correct_if_answered: bool
+MAX_FALSE_ABSTENTION = 0.05
+L2 = 1.0
 
 
-@dataclass(frozen=True)
-class GridPoint:
-    """One setting of the three thresholds and what it scores on the gold file."""
+@dataclass
+class Sample:
+    """One question's candidates and labels, collected once."""
 
-    threshold: float
-    min_term_coverage: float
-    confident: float
-    f1: float
-    precision: float
-    recall: float
-    false_abstentions: int
-    answerable: int
-    abstained: int
-    accuracy: float
+    item: GoldItem
+    fold: int
+    hits: list
+    cands: list
+    x: np.ndarray  # candidates x FEATURES
+    y: np.ndarray  # candidate holds the gold answer
 
 
-def collect_features(qa: Any, items: Sequence[GoldItem], progress: bool = True) -> list[Features]:
-    """Ask every item once with the gate open (extractive mode); keep the gate's two signals.
+def fold_of(item: GoldItem, folds: int = 5) -> int:
+    """The item's ``fold``, or a stable hash of its id when the gold file has none."""
+    return item.fold if item.fold is not None else zlib.crc32(item.id.encode()) % folds
 
-    ``qa`` is an Assistant; it is rebuilt with abstain_threshold = min_term_coverage = 0.
-    """
+
+def collect(qa: Any, items: Sequence[GoldItem], progress: bool = True) -> list[Sample]:
+    """Retrieve and build candidates for every item (no ranking, no gate)."""
+    from llama_index.core.schema import QueryBundle
     from tqdm import tqdm
 
-    from rag.abstain import AbstentionGate
-    from rag.assistant import Assistant
-    from rag.terms import vocabulary_of
+    from index.language import detect_question_language
+    from rag.engine import clean_question
 
-    open_qa = Assistant(dataclasses.replace(qa.settings, abstain_threshold=0.0, min_term_coverage=0.0,
-                                            mode="extractive"))
-    vocab = vocabulary_of(t for _, texts, _ in open_qa.store.iter_chunks() for t in texts)
-    probe = AbstentionGate(0.0, 0.0, 0.0)
+    engine, s = qa.engine, qa.settings
     out = []
     for item in tqdm(items, desc="features", unit="q", file=sys.stderr, disable=not progress):
-        evidence, answer = [], None
-        for event in open_qa.stream(item.question, mode="extractive"):
-            if event.type == "evidence":
-                evidence = event.payload
-            elif event.type == "answer":
-                answer = event.payload
-        d = probe.decide(item.question, evidence, vocab)
-        correct = bool(item.answerable and answer is not None and not answer.abstained
-                       and answer_correct(answer.text, item.answers))
-        out.append(Features(item.id, item.answerable, d.top_score, d.vocabulary_coverage, correct))
+        q = clean_question(item.question, s.max_question_chars)
+        lang = detect_question_language(q)
+        got = engine.retriever.retrieve(q, query_lang=lang, top_k=s.top_k)
+        selector = EvidenceSelector.of(engine.store, None, k=s.evidence_k, query_language=lang)
+        cands = selector.candidates(hit_nodes(got.hits), QueryBundle(query_str=q, embedding=got.query_embedding))
+        y = np.array([item.answerable and answer_correct(c.text, item.answers) for c in cands], dtype=float)
+        out.append(Sample(item, fold_of(item), got.hits, cands, feature_matrix(cands), y))
     return out
 
 
-def evaluate_grid(feats: Sequence[Features], thresholds: Sequence[float] = THRESHOLDS,
-                  coverages: Sequence[float] = COVERAGES,
-                  confidents: Sequence[float] = CONFIDENTS) -> list[GridPoint]:
-    """Every grid point's abstention precision/recall/F1, false abstentions and accuracy."""
-    top = np.array([f.top_score for f in feats])[None, :]
-    cov = np.array([f.coverage for f in feats])[None, :]
-    ans = np.array([f.answerable for f in feats])
-    right = np.array([f.correct_if_answered for f in feats])
-    th, mc, cf = (a.reshape(-1) for a in np.meshgrid(thresholds, coverages, confidents, indexing="ij"))
-    abstain = (top < th[:, None]) | ((cov < mc[:, None]) & (top < cf[:, None]))
-    tp = (abstain & ~ans).sum(1)
-    fp = (abstain & ans).sum(1)
-    fn = (~abstain & ~ans).sum(1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
-        prec = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-        rec = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
-    acc = np.where(abstain, ~ans, right).mean(1)
-    return [GridPoint(float(th[i]), float(mc[i]), float(cf[i]), float(f1[i]), float(prec[i]), float(rec[i]),
-                      int(fp[i]), int(ans.sum()), int(abstain[i].sum()), float(acc[i])) for i in range(len(th))]
+def _evidence(sample: Sample, model: Logistic, k: int):
+    selector = EvidenceSelector(k=k)
+    return to_evidence(selector.diverse(rank(sample.cands, model.logit(sample.x) if len(sample.x) else [])))[0]
 
 
-def grid_search(feats: Sequence[Features], current: tuple[float, float, float] = (0.80, 0.70, 0.98),
-                **grids: Any) -> list[GridPoint]:
-    """Grid points best first (F1, then fewer false abstentions, accuracy, closeness to ``current``).
-
-    >>> grid_search(feats, current=(0.8, 0.7, 0.98))[0].f1
-    0.6875
-    """
-    def key(p: GridPoint) -> tuple:
-        dist = abs(p.threshold - current[0]) + abs(p.min_term_coverage - current[1]) + abs(p.confident - current[2])
-        return (-round(p.f1, 9), p.false_abstentions, -round(p.accuracy, 9), round(dist, 9))
-
-    return sorted(evaluate_grid(feats, **grids), key=key)
+def answer_rows(samples: Sequence[Sample], model: Logistic, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(answer features, answerable, top evidence correct) per sample; no evidence -> all zeros."""
+    feats, ans, right = [], [], []
+    for s in samples:
+        ev = _evidence(s, model, k)
+        f = question_features(s.item.question, ev, s.hits) if ev else dict.fromkeys(ANSWER_FEATURES, 0.0)
+        feats.append([f[n] for n in ANSWER_FEATURES])
+        ans.append(s.item.answerable)
+        right.append(bool(ev) and s.item.answerable and answer_correct(ev[0].text, s.item.answers))
+    return np.array(feats), np.array(ans, bool), np.array(right, bool)
 
 
-def report(feats: Sequence[Features], current: tuple[float, float, float], top: int = 10) -> dict[str, Any]:
-    """The best points, and what the current settings score, as a JSON-ready dict."""
-    ranked = grid_search(feats, current)
-    now = evaluate_grid(feats, [current[0]], [current[1]], [current[2]])[0]
-    return {"questions": len(feats), "answerable": sum(f.answerable for f in feats),
-            "best": dataclasses.asdict(ranked[0]), "top": [dataclasses.asdict(p) for p in ranked[:top]],
-            "current": dataclasses.asdict(now),
-            "grid": {"abstain_threshold": [float(THRESHOLDS[0]), float(THRESHOLDS[-1]), 0.01],
-                     "min_term_coverage": [float(COVERAGES[0]), float(COVERAGES[-1]), 0.05],
-                     "abstain_confident": [float(CONFIDENTS[0]), float(CONFIDENTS[-1]), 0.01]},
-            "features": [dataclasses.asdict(f) for f in feats]}
+def choose_threshold(p: np.ndarray, answerable: np.ndarray, max_fa: float = MAX_FALSE_ABSTENTION) -> float:
+    """Best abstention F1 with false abstentions <= ``max_fa`` of the answerable questions."""
+    best, best_t = -1.0, 0.0
+    for t in np.unique(np.round(p, 4)):
+        abstain = p < t
+        tp, fp, fn = (abstain & ~answerable).sum(), (abstain & answerable).sum(), (~abstain & ~answerable).sum()
+        if fp > max_fa * max(1, answerable.sum()):
+            continue
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+        if f1 > best:
+            best, best_t = f1, float(t)
+    return best_t
 
 
-def render(rep: dict[str, Any]) -> str:
-    """Human-readable version of :func:`report`."""
-    def line(p: dict[str, Any]) -> str:
-        return (f"threshold={p['threshold']:.2f} min_term_coverage={p['min_term_coverage']:.2f} "
-                f"confident={p['confident']:.2f}  F1={p['f1']:.3f} P={p['precision']:.3f} R={p['recall']:.3f} "
-                f"false abstentions={p['false_abstentions']}/{p['answerable']} accuracy={p['accuracy']:.3f}")
+def fit(samples: Sequence[Sample], k: int, l2: float = L2, label: str = "") -> Ranker:
+    train = [s for s in samples if s.item.answerable and len(s.x)]
+    sentence = Logistic.fit_choice(FEATURES, [(s.x, s.y) for s in train], l2=l2)
+    ax, ans, _ = answer_rows(samples, sentence, k)
+    answer = Logistic.fit(ANSWER_FEATURES, ax, ans.astype(float), l2=l2)
+    return Ranker(sentence, answer, choose_threshold(answer.prob(ax), ans), label)
 
-    b = rep["best"]
-    out = [f"calibrated on {rep['questions']} questions ({rep['answerable']} answerable); nothing was written",
-           f"current: {line(rep['current'])}", f"best:    {line(b)}", "",
-           f"set them with: RAG_ABSTAIN_THRESHOLD={b['threshold']:.2f} RAG_MIN_TERM_COVERAGE="
-           f"{b['min_term_coverage']:.2f} RAG_ABSTAIN_CONFIDENT={b['confident']:.2f} (or rag.toml)", "",
-           "top grid points:"]
-    out += [f"  {line(p)}" for p in rep["top"]]
+
+def score(samples: Sequence[Sample], ranker: Ranker, k: int) -> list[dict[str, Any]]:
+    """Per question: abstained?, top sentence correct?, for a ranker that never saw these questions."""
+    ax, ans, right = answer_rows(samples, ranker.sentence, k)
+    p = ranker.answer.prob(ax) if len(ax) else np.zeros(0)
+    return [{"id": s.item.id, "fold": s.fold, "kind": s.item.kind, "lang": s.item.lang, "answerable": bool(a),
+             "abstained": bool(pi < ranker.threshold), "top_correct": bool(r), "p_answerable": round(float(pi), 4)}
+            for s, a, r, pi in zip(samples, ans, right, p)]
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    ans = [r for r in rows if r["answerable"]]
+    un = [r for r in rows if not r["answerable"]]
+    tp = sum(r["abstained"] for r in un)
+    fp = sum(r["abstained"] for r in ans)
+    fn = len(un) - tp
+    correct = sum(r["top_correct"] and not r["abstained"] for r in ans)
+    return {"questions": len(rows), "answerable_accuracy": round(correct / len(ans), 4) if ans else None,
+            "top_sentence_correct": round(sum(r["top_correct"] for r in ans) / len(ans), 4) if ans else None,
+            "abstention_f1": round(2 * tp / (2 * tp + fp + fn), 4) if un else None,
+            "false_abstention_rate": round(fp / len(ans), 4) if ans else None}
+
+
+def cross_fit(samples: Sequence[Sample], k: int, gold_sha: str, l2: float = L2) -> tuple[dict, list[dict]]:
+    """Per-fold rankers (each fitted without its fold), the all-folds ranker, out-of-fold rows."""
+    folds = sorted({s.fold for s in samples})
+    per_fold, rows = {}, []
+    for f in folds:
+        ranker = fit([s for s in samples if s.fold != f], k, l2, f"{gold_sha} without fold {f}")
+        per_fold[str(f)] = ranker.to_dict()
+        rows += score([s for s in samples if s.fold == f], ranker, k)
+    full = fit(samples, k, l2, f"{gold_sha} all folds")
+    return {"all": full.to_dict(), "folds": per_fold}, rows
+
+
+def calibrate(qa: Any, items: Sequence[GoldItem], gold: Path, command: str, progress: bool = True) -> dict:
+    """Collect, cross-fit, and return the ranker file's content (with an out-of-fold report)."""
+    gold_sha = hashlib.sha256(Path(gold).read_bytes()).hexdigest()
+    samples = collect(qa, items, progress)
+    models, rows = cross_fit(samples, qa.settings.evidence_k, gold_sha)
+    by = {}
+    for key in ("kind", "lang", "fold"):
+        by[key] = {str(v): summary([r for r in rows if r[key] == v]) for v in sorted({r[key] for r in rows})}
+    report = {"out_of_fold": summary(rows), **{f"by_{k}": v for k, v in by.items()}}
+    return {**models, "meta": {"gold": str(gold), "gold_sha256": gold_sha, "questions": len(items),
+                               "date": datetime.now(UTC).isoformat(timespec="seconds"), "command": command,
+                               "report": report}}
+
+
+def render(data: dict) -> str:
+    rep = data["meta"]["report"]
+    out = [f"fitted on {data['meta']['questions']} questions of {data['meta']['gold']}",
+           f"out of fold: {json.dumps(rep['out_of_fold'])}"]
+    for key in ("by_kind", "by_lang", "by_fold"):
+        out += [f"  {key[3:]} {k}: {json.dumps(v)}" for k, v in rep[key].items()]
+    a = data["all"]
+    out.append("sentence model (standardised coefficients): " + ", ".join(
+        f"{n} {c:+.2f}" for n, c in zip(a["sentence"]["features"], a["sentence"]["coef"])))
+    out.append("answer model: " + ", ".join(f"{n} {c:+.2f}" for n, c in zip(a["answer"]["features"], a["answer"]["coef"]))
+               + f"; abstain below {a['threshold']:.3f}")
     return "\n".join(out)

@@ -20,7 +20,8 @@ from eval.report import fmt
 from eval.run import EvalError, read_rows
 
 FLOORS = Path(__file__).resolve().parent / "ci_floors.json"
-GATED = ("answer_accuracy", "citation_precision", "abstention_f1")
+GATED = ("answer_accuracy", "answer_accuracy_answerable", "citation_precision", "citation_sentence_precision",
+         "abstention_f1", "false_abstention_rate")
 
 
 def load_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -150,9 +151,11 @@ def floors_for(metrics: dict[str, Any], floors_path: Path = FLOORS) -> tuple[str
         raise EvalError(f"floors file {floors_path} does not exist")
     table = json.loads(Path(floors_path).read_text(encoding="utf-8"))
     mode = metrics["meta"].get("mode", "extractive")
+    if metrics["meta"].get("benchmark"):
+        mode = f"{mode}:{metrics['meta']['benchmark']}"
     if mode not in table:
         raise EvalError(f"{floors_path} has no floors for mode '{mode}' (has: {', '.join(sorted(table))})")
-    return mode, table[mode]["floors"]
+    return mode, {**table[mode]["floors"], **{f"max:{k}": v for k, v in table[mode].get("ceilings", {}).items()}}
 
 
 def gate(run_dir: Path, floors_path: Path = FLOORS) -> GateResult:
@@ -166,6 +169,14 @@ def gate(run_dir: Path, floors_path: Path = FLOORS) -> GateResult:
     ok, lines = True, [f"gate: {run_dir} (mode {mode}, {metrics['meta']['questions']} questions) "
                        f"against {floors_path}"]
     for key in GATED:
+        if f"max:{key}" in floors:
+            value = (metrics["overall"].get(key) or {}).get("value")
+            cap = floors[f"max:{key}"]
+            if value is not None:
+                ok = ok and value <= cap
+                lines.append(f"{'PASS' if value <= cap else 'FAIL'} {key} {value:.3f} {'<=' if value <= cap else '>'} "
+                             f"ceiling {cap:.3f}")
+            continue
         if key not in floors:
             continue
         value = (metrics["overall"].get(key) or {}).get("value")

@@ -31,13 +31,14 @@ from typing import Any
 from eval.match import normalize
 from rag.errors import GoldFileError
 
-__all__ = ["GoldItem", "load_gold", "GOLD_DIR", "DEFAULT_GOLD", "REQUIRED_FIELDS", "OPTIONAL_FIELDS"]
+__all__ = ["GoldItem", "load_gold", "benchmark", "GOLD_DIR", "BENCH_DIR", "DEFAULT_GOLD", "REQUIRED_FIELDS", "OPTIONAL_FIELDS"]
 
 GOLD_DIR = Path(__file__).resolve().parent / "gold"
 DEFAULT_GOLD = GOLD_DIR / "aip.jsonl"
 
 REQUIRED_FIELDS = ("id", "lang", "question", "answers", "sources", "answerable")
-OPTIONAL_FIELDS = ("kind", "conflict", "notes")
+OPTIONAL_FIELDS = ("kind", "conflict", "notes", "fold")
+BENCH_DIR = Path(__file__).resolve().parent / "benchmarks"
 _ALLOWED = set(REQUIRED_FIELDS) | set(OPTIONAL_FIELDS)
 _LANG = re.compile(r"[a-z]{2}")
 _MAX_LISTED = 50
@@ -56,6 +57,7 @@ class GoldItem:
     kind: str = "unspecified"
     conflict: list[list[str]] = field(default_factory=list)
     notes: str = ""
+    fold: int | None = None  # cross-validation fold: all questions on one article share it
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -182,6 +184,9 @@ def _check_line(obj: Any, line: int, problems: _Problems, seen_ids: dict[str, in
     notes = obj.get("notes", "")
     if not isinstance(notes, str):
         problems.add(line, "notes", f"must be a string, got {_kind(notes)}")
+    fold = obj.get("fold")
+    if fold is not None and (isinstance(fold, bool) or not isinstance(fold, int) or fold < 0):
+        problems.add(line, "fold", f"must be a whole number >= 0, got {json.dumps(fold)}")
 
     # Consistency, only when the fields themselves are well-formed.
     if isinstance(answerable, bool):
@@ -207,7 +212,7 @@ def _check_line(obj: Any, line: int, problems: _Problems, seen_ids: dict[str, in
         return None
     assert answers is not None and conflict is not None
     return GoldItem(id=item_id, lang=lang, question=question, answers=answers, sources=list(sources),
-                    answerable=answerable, kind=kind, conflict=conflict, notes=notes)
+                    answerable=answerable, kind=kind, conflict=conflict, notes=notes, fold=fold)
 
 
 def load_gold(path: str | Path, known_doc_ids: set[str] | None = None) -> list[GoldItem]:
@@ -247,3 +252,22 @@ def load_gold(path: str | Path, known_doc_ids: set[str] | None = None) -> list[G
         problems.add(0, "<file>", "the file holds no questions (one JSON object per line expected)")
     problems.raise_if_any()
     return items
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark shipped in ``eval/benchmarks/<name>/``: its gold file and its corpus folder."""
+
+    name: str
+    gold: Path
+    corpus: Path
+
+
+def benchmark(name: str) -> Benchmark:
+    """The shipped benchmark ``name`` (e.g. ``xquad-dev``); a clear error naming the ones there are."""
+    root = BENCH_DIR / name
+    if not (root / "gold.jsonl").is_file():
+        have = sorted(p.name for p in BENCH_DIR.iterdir() if (p / "gold.jsonl").is_file()) if BENCH_DIR.is_dir() else []
+        raise GoldFileError(str(root / "gold.jsonl"), 0, "<file>",
+                            f"no benchmark named {name!r}; shipped benchmarks: {', '.join(have) or 'none'}")
+    return Benchmark(name, root / "gold.jsonl", root / "corpus")

@@ -25,31 +25,32 @@ LANGS = ("en", "pt", "es", "de")
 # Our name -> ranx metric name. The corpus is small (5 documents), so @5/@10 saturate; @1 is telling.
 RETRIEVAL = {"hit@1": "hit_rate@1", "hit@3": "hit_rate@3", "recall@5": "recall@5",
              "recall@10": "recall@10", "mrr": "mrr", "ndcg@10": "ndcg@10"}
-HEADLINE = ("answer_accuracy", "hit@1", "recall@5", "mrr", "ndcg@10", "citation_precision",
-            "citation_support", "cited_share", "abstention_f1", "false_abstention_rate",
-            "language_match", "conflict_surfaced")
+HEADLINE = ("answer_accuracy", "answer_accuracy_answerable", "hit@1", "recall@5", "mrr", "citation_precision",
+            "citation_sentence_precision", "citation_support", "abstention_f1", "false_abstention_rate",
+            "language_match", "conflict_surfaced", "false_conflict_rate", "verified_share")
 STAGES = ("embed", "dense", "bm25", "fuse", "evidence", "generate", "retrieve", "total")
 SEED, RESAMPLES = 0, 1000
 _QUOTE = re.compile(r"“.*”", re.DOTALL)
 _MARK = re.compile(r"\[\d+\]")
 
 
-def answer_language(text: str) -> str:
-    """Language of an answer's own words, among en/pt/es/de ("und" when there are none).
+def answer_body(text: str) -> str:
+    """The answer itself: the text before any notice the chain appends (from "⚠" on)."""
+    return text.split("\n\n⚠", 1)[0]
 
-    The conflict notice (from "⚠" on) is dropped, then the quoted span (first “ to last ”) and
-    citation marks: what is left is the framing the system wrote ("From a source in Spanish:").
-    An answer that is nothing but a quote is judged by the quote itself.
+
+def answer_language(text: str) -> str:
+    """Language of the words the reader gets, among en/pt/es/de ("und" when there are none).
+
+    The whole answer body counts, quote included (citation marks dropped): a Spanish quote behind
+    a Portuguese "De uma fonte em espanhol:" is mostly Spanish to a Portuguese reader.
 
     >>> answer_language('De uma fonte em inglês: “Nvidia joins as advisor.” [1]')
-    'pt'
+    'en'
     """
     from index.language import detect_language
 
-    body = text.split("\n\n⚠", 1)[0]
-    own = _MARK.sub(" ", _QUOTE.sub(" ", body))
-    if sum(ch.isalpha() for ch in own) < 3:
-        own = _MARK.sub(" ", body.replace("“", " ").replace("”", " "))
+    own = _MARK.sub(" ", answer_body(text)).replace("“", " ").replace("”", " ")
     if not any(ch.isalpha() for ch in own):
         return "und"
     return detect_language(own, LANGS).code
@@ -70,7 +71,8 @@ def score_answer(item: GoldItem, answer: Any | None, error: str = "") -> dict[st
     >>> score_answer(item, qa.ask(item.question))["verdict"]
     'correct'
     """
-    row: dict[str, Any] = {"id": item.id, "lang": item.lang, "kind": item.kind, "question": item.question,
+    row: dict[str, Any] = {"id": item.id, "lang": item.lang, "kind": item.kind,
+                           "fold": "none" if item.fold is None else str(item.fold), "question": item.question,
                            "answerable": item.answerable, "gold_answers": item.answers,
                            "gold_sources": item.sources, "gold_conflict": item.conflict}
     if answer is None:
@@ -88,22 +90,27 @@ def score_answer(item: GoldItem, answer: Any | None, error: str = "") -> dict[st
                question_language=answer.language, citations=cits, conflicts=d["conflicts"],
                retrieved=retrieved, doc_ranking=doc_ranking(retrieved), timings=dict(answer.timings))
     answered = item.answerable and not answer.abstained
-    groups = matched_groups(answer.text, item.answers) if item.answers else []
-    correct = (not item.answerable) if answer.abstained else answer_correct(answer.text, item.answers)
+    body = answer_body(answer.text)
+    groups = matched_groups(body, item.answers) if item.answers else []
+    correct = (not item.answerable) if answer.abstained else answer_correct(body, item.answers)
     cited_docs = list(dict.fromkeys(c["doc_id"] for c in cits))
-    precision = support = partial = has_cit = None
+    precision = support = partial = has_cit = sentence_precision = None
     if answered:
         has_cit = bool(cits)
         if cits:
             precision = sum(doc in item.sources for doc in cited_docs) / len(cited_docs)
             per_group = [any(group_matched(c["quote"], g) for c in cits) for g in item.answers]
             support, partial = all(per_group), any(per_group)
+            sentence_precision = sum(answer_correct(c["quote"], item.answers) for c in cits) / len(cits)
+    false_conflict = None if answer.abstained or item.conflict or item.kind == "conflict" else bool(answer.conflicts)
     lang = answer_language(answer.text)
     conflict = None
     if item.kind == "conflict" or item.conflict:
         conflict = bool(answer.conflicts) or (bool(item.conflict) and answer_correct(answer.text, item.conflict))
     row["answer_language"] = lang
     row["scores"] = {"correct": correct, "groups_matched": groups, "citation_precision": precision,
+                     "citation_sentence_precision": sentence_precision, "false_conflict": false_conflict,
+                     "verified": None if answer.abstained else bool(answer.verified),
                      "citation_supported": support, "citation_supported_partial": partial,
                      "has_citation": has_cit, "language_match": lang == item.lang,
                      "question_language_match": answer.language == item.lang,
@@ -141,7 +148,10 @@ def add_retrieval(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     from ranx import Qrels, Run, evaluate
 
-    target = [r for r in rows if r["answerable"] and r["gold_sources"]]
+    for r in rows:
+        if r["answerable"] and r["gold_sources"] and not r["doc_ranking"]:
+            r["scores"]["retrieval"] = dict.fromkeys(RETRIEVAL, 0.0)  # nothing retrieved (or an error)
+    target = [r for r in rows if r["answerable"] and r["gold_sources"] and r["doc_ranking"]]
     if not target:
         return rows
     qrels = Qrels.from_dict({r["id"]: {doc: 1 for doc in r["gold_sources"]} for r in target})
@@ -181,7 +191,10 @@ def _arrays(rows: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarra
     for name in RETRIEVAL:
         vals = np.array([x["retrieval"].get(name, 0.0) for x in s])
         out[name] = (vals * ans, ans, int(ans.sum()), None)
-    for name, key in (("citation_precision", "citation_precision"), ("citation_support", "citation_supported"),
+    for name, key in (("citation_precision", "citation_precision"),
+                      ("citation_sentence_precision", "citation_sentence_precision"),
+                      ("false_conflict_rate", "false_conflict"), ("verified_share", "verified"),
+                      ("citation_support", "citation_supported"),
                       ("citation_support_partial", "citation_supported_partial"), ("cited_share", "has_citation"),
                       ("conflict_surfaced", "conflict_surfaced"), ("language_match", "language_match"),
                       ("question_language_match", "question_language_match")):
@@ -251,4 +264,5 @@ def aggregate(rows: list[dict[str, Any]], seed: int = SEED, resamples: int = RES
         return {g: summarize([r for r in rows if r[key] == g], seed, resamples) for g in groups}
 
     return {"overall": summarize(rows, seed, resamples), "by_language": by("lang"), "by_kind": by("kind"),
+            "by_fold": by("fold") if any(r.get("fold", "none") != "none" for r in rows) else {},
             "latency": latency(rows), "counts": counts(rows)}

@@ -12,7 +12,7 @@ from typing import Any
 from eval.metrics import HEADLINE
 
 CHARTS = ("accuracy_by_language.png", "accuracy_by_kind.png", "latency.png")
-BREAKDOWN = ("answer_accuracy", "mrr", "citation_precision", "citation_support", "abstention_f1",
+BREAKDOWN = ("answer_accuracy", "answer_accuracy_answerable", "mrr", "citation_sentence_precision", "abstention_f1",
              "false_abstention_rate", "language_match")
 
 
@@ -48,9 +48,9 @@ def summary(metrics: dict[str, Any], out: Path | None = None) -> str:
              f"{meta.get('duration_seconds', 0):.0f}s",
              f"answers: {c['correct']} correct, {c['abstained']} abstained ({c['false_abstentions']} on answerable), "
              f"{c['answered_unanswerable']} answered unanswerable, {c['errors']} errors, {c['fallbacks']} fallbacks",
-             "", f"{'metric (95% CI)':<24}" + "".join(f"{name:<22}" for name in systems)]
+             "", f"{'metric (95% CI)':<30}" + "".join(f"{name:<22}" for name in systems)]
     for key in HEADLINE:
-        lines.append(f"{key:<24}" + "".join(f"{fmt(s['overall'].get(key)):<22}" for s in systems.values()))
+        lines.append(f"{key:<30}" + "".join(f"{fmt(s['overall'].get(key)):<22}" for s in systems.values()))
     lines.append("")
     lines.append("accuracy by language: " + ", ".join(
         f"{lang} {fmt(m.get('answer_accuracy'), ci=False)}" for lang, m in metrics["by_language"].items()))
@@ -84,15 +84,18 @@ def markdown(metrics: dict[str, Any]) -> str:
     md += ["", "## Headline metrics", ""]
     keys = list(HEADLINE) + [k for k in metrics["overall"] if k not in HEADLINE]
     md += _table(["metric", *names], [[k, *(fmt(s["overall"].get(k)) for s in systems.values())] for k in keys])
-    for title, key in (("By language", "by_language"), ("By kind", "by_kind")):
+    for title, key in (("By language", "by_language"), ("By kind", "by_kind"), ("By fold", "by_fold")):
+        groups = metrics.get(key) or {}
+        if not groups:
+            continue
         md += ["", f"## {title} (full chain)", ""]
-        groups = metrics[key]
         md += _table([key[3:], "n", *BREAKDOWN], [[g, str(m["answer_accuracy"]["n"]), *(fmt(m.get(k)) for k in BREAKDOWN)]
                                                   for g, m in groups.items()])
-    md += ["", "## Answer accuracy by language, all systems", ""]
-    langs = list(metrics["by_language"])
-    md += _table(["system", *langs], [[n, *(fmt(s["by_language"].get(lg, {}).get("answer_accuracy"), ci=False)
-                                            for lg in langs)] for n, s in systems.items()])
+    for key in ("by_language", "by_kind"):
+        md += ["", f"## Answer accuracy {key.replace('_', ' ')}, all systems", ""]
+        groups = list(metrics[key])
+        md += _table(["system", *groups], [[n, *(fmt(s[key].get(g, {}).get("answer_accuracy")) for g in groups)]
+                                           for n, s in systems.items()])
     md += ["", "## Latency (seconds)", ""]
     md += _table(["system", "stage", "p50", "p95", "mean", "max", "n"],
                  [[n, st, *(f"{v[k]:.4f}" if k != "n" else str(v[k]) for k in ("p50", "p95", "mean", "max", "n"))]

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from eval.gold import GoldItem, load_gold
+from eval.gold import BENCH_DIR, GoldItem, load_gold
 from eval.metrics import RESAMPLES, SEED, add_retrieval, aggregate, score_answer
 from rag.errors import RagError
 from rag.settings import Settings
@@ -54,6 +54,8 @@ class RunOptions:
     index: list[str] | None = None
     overrides: dict[str, str] = field(default_factory=dict)
     baselines: bool = False
+    bench: str | None = None  # a shipped benchmark: its gold file, corpus and own data directory
+    folds: list[int] | None = None  # only questions of these folds
     progress: bool = True
     seed: int = SEED
     resamples: int = RESAMPLES
@@ -80,6 +82,21 @@ def resolve_mode(mode: str, settings: Settings) -> str:
     return mode
 
 
+def apply_bench(opts: RunOptions) -> RunOptions:
+    """``--bench NAME``: its gold file, its corpus indexed first, and a data directory of its own
+    (``<data_dir>/bench/NAME``, sharing the converted models of ``data_dir``)."""
+    if not opts.bench or opts.data_dir and opts.gold == BENCH_DIR / opts.bench / "gold.jsonl":
+        return opts  # none asked, or applied already
+    from eval.gold import benchmark
+
+    b = benchmark(opts.bench)
+    base = Settings.load(opts.config, **{k: v for k, v in opts.overrides.items() if k in ("data_dir", "model_dir")})
+    data_dir = opts.data_dir or str(base.data_dir / "bench" / b.name)
+    overrides = {"model_dir": str(base.model_root), **opts.overrides}
+    return dataclasses.replace(opts, gold=b.gold, index=opts.index or [str(b.corpus)], data_dir=data_dir,
+                               overrides=overrides)
+
+
 def load_settings(opts: RunOptions) -> Settings:
     """Settings from config/env, then --data-dir/--chroma-url, then --set overrides, then the mode."""
     over: dict[str, Any] = {"data_dir": opts.data_dir, "chroma_url": opts.chroma_url, **opts.overrides}
@@ -87,8 +104,13 @@ def load_settings(opts: RunOptions) -> Settings:
     return dataclasses.replace(settings, mode=resolve_mode(opts.mode, settings)).validate()
 
 
-def select(items: list[GoldItem], limit: int | None, ids: Sequence[str] | None) -> list[GoldItem]:
-    """The gold items to run: ``ids`` (in file order) if given, then the first ``limit``."""
+def select(items: list[GoldItem], limit: int | None, ids: Sequence[str] | None,
+           folds: Sequence[int] | None = None) -> list[GoldItem]:
+    """The gold items to run: ``ids`` (in file order) if given, those of ``folds``, then the first ``limit``."""
+    if folds:
+        items = [i for i in items if i.fold in set(folds)]
+        if not items:
+            raise EvalError(f"--folds {','.join(map(str, folds))}: no gold question has that fold")
     if ids:
         unknown = sorted(set(ids) - {i.id for i in items})
         if unknown:
@@ -113,7 +135,36 @@ def prepare(settings: Settings, index_paths: Sequence[str] | None) -> Any:
     return qa
 
 
-def ask_all(ask: Callable[[str], Any], items: Sequence[GoldItem], workers: int, label: str,
+def fitted_on(settings: Settings, gold: Path) -> bool:
+    """Was the ranker in force fitted on this very gold file (so each fold must be evaluated with
+    the weights fitted without it)?"""
+    from rag.ranker import Ranker
+
+    sha = hashlib.sha256(Path(gold).read_bytes()).hexdigest()
+    return Ranker.load(settings.ranker_path).fitted_on.startswith(sha)
+
+
+def fold_asker(settings: Settings, cross_fit: bool) -> Callable[[GoldItem], Any]:
+    """item -> Answer; with ``cross_fit``, item of fold k is answered by weights fitted without k."""
+    from rag.assistant import Assistant
+
+    if not cross_fit:
+        qa = Assistant(settings)
+        return lambda item: qa.ask(item.question, mode=settings.mode)
+    per_fold: dict[int, Any] = {}
+
+    def ask(item: GoldItem) -> Any:
+        from eval.calibrate import fold_of
+
+        f = fold_of(item)
+        if f not in per_fold:
+            per_fold[f] = Assistant(dataclasses.replace(settings, ranker_holdout=f))
+        return per_fold[f].ask(item.question, mode=settings.mode)
+
+    return ask
+
+
+def ask_all(ask: Callable[[GoldItem], Any], items: Sequence[GoldItem], workers: int, label: str,
             progress: bool) -> list[dict[str, Any]]:
     """Score every item; exceptions become "error" rows. Rows come back sorted by id.
 
@@ -124,13 +175,13 @@ def ask_all(ask: Callable[[str], Any], items: Sequence[GoldItem], workers: int, 
 
     if items:
         try:
-            ask(items[0].question)
+            ask(items[0])
         except Exception:  # noqa: BLE001 - the scored pass records the error
             pass
 
     def one(item: GoldItem) -> dict[str, Any]:
         try:
-            return score_answer(item, ask(item.question))
+            return score_answer(item, ask(item))
         except Exception as exc:  # noqa: BLE001 - one broken question must not lose the run
             return score_answer(item, None, error=f"{type(exc).__name__}: {exc}")
 
@@ -190,18 +241,23 @@ def run(opts: RunOptions) -> RunResult:
     from eval.report import write_report
 
     started = time.perf_counter()
+    opts = apply_bench(opts)
     load_gold(opts.gold)  # syntax first: a broken file stops the run before any model loads
     settings = load_settings(opts)
     qa = prepare(settings, opts.index)
     records = qa.documents()
-    items = select(load_gold(opts.gold, {r.doc_id for r in records}), opts.limit, opts.ids)
+    items = select(load_gold(opts.gold, {r.doc_id for r in records}), opts.limit, opts.ids, opts.folds)
     out = opts.out or REPO / "runs" / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{opts.mode}"
     out.mkdir(parents=True, exist_ok=True)
     print(f"{len(items)} questions, mode {settings.mode}, {opts.workers} worker(s) -> {out}", file=sys.stderr)
 
-    rows = {"full": ask_all(lambda q: qa.ask(q, mode=settings.mode), items, opts.workers, "full", opts.progress)}
+    cross = fitted_on(settings, opts.gold)
+    if cross:
+        print("the ranker was fitted on this gold file: each fold is answered with the weights fitted "
+              "without it", file=sys.stderr)
+    rows = {"full": ask_all(fold_asker(settings, cross), items, opts.workers, "full", opts.progress)}
     if opts.baselines:
-        for name, (ask, close) in baseline_systems(settings, records, out).items():
+        for name, (ask, close) in baseline_systems(settings, records, out, cross).items():
             try:
                 rows[name] = ask_all(ask, items, opts.workers, name, opts.progress)
             finally:
@@ -210,7 +266,8 @@ def run(opts: RunOptions) -> RunResult:
     gold_bytes = Path(opts.gold).read_bytes()
     meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "command": opts.command,
             "gold": str(opts.gold), "gold_sha256": hashlib.sha256(gold_bytes).hexdigest(),
-            "questions": len(items), "limit": opts.limit, "ids": opts.ids, "mode": opts.mode,
+            "questions": len(items), "benchmark": opts.bench, "folds": opts.folds, "cross_fitted": cross,
+            "limit": opts.limit, "ids": opts.ids, "mode": opts.mode,
             "answer_mode": settings.mode, "workers": opts.workers, "seed": opts.seed, "resamples": opts.resamples,
             "settings": settings.public(), "models": model_ids(settings),
             "corpus": {"fingerprint": corpus_fingerprint(records), "documents": len(records),

@@ -66,14 +66,30 @@ def detect_language(text: str, languages: tuple[str, ...] = DEFAULT_LANGUAGES) -
     return Detected(best.language.iso_code_639_1.name.lower(), float(best.value))
 
 
+def without_names(text: str) -> str:
+    """``text`` without the words that are the same in every language: numbers, acronyms and
+    capitalised words after the first ("Quem é o CEO da BlackRock?" -> "Quem é o da")."""
+    kept = []
+    for i, tok in enumerate(text.split()):
+        word = tok.strip("¿¡?!.,;:\"'()[]«»“”")
+        capitals = sum(c.isupper() for c in word)
+        if word and not any(c.isdigit() for c in word) and capitals <= 1 and not (capitals and i > 0):
+            kept.append(tok)
+    return " ".join(kept)
+
+
 def detect_question_language(
     question: str, supported: tuple[str, ...] = ("en", "pt", "es", "de"), default: str = "en"
 ) -> str:
     """A question's language among ``supported``; short or ambiguous ones fall back to ``default``.
 
-    Inverted punctuation and a few orthographic marks settle very short questions that lingua
-    finds ambiguous ("Wer berät AIP?" is German even when lingua is only 56% sure).
+    Names, acronyms and numbers say nothing about the language (and lingua reads "CEO" and
+    "BlackRock" as English), so they are left out when at least two other words remain. Inverted
+    punctuation settles very short Spanish questions.
     """
+    rest = without_names(question)
+    if len(rest.split()) >= 2:
+        question = rest
     by_script = _script_language(question)
     if by_script is not None:
         return by_script if by_script != UNKNOWN else default

@@ -14,65 +14,26 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
-import unicodedata
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-_STEMMERS = {
-    "en": "english", "pt": "portuguese", "es": "spanish", "de": "german", "fr": "french",
-    "it": "italian", "nl": "dutch",
-}
-_STOPWORDS = {
-    "en": "STOPWORDS_EN", "pt": "STOPWORDS_PORTUGUESE", "es": "STOPWORDS_SPANISH",
-    "de": "STOPWORDS_GERMAN", "fr": "STOPWORDS_FRENCH", "it": "STOPWORDS_ITALIAN", "nl": "STOPWORDS_DUTCH",
-}
-_WORD = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+", re.UNICODE)
-FORMAT = 1
+from index.text import STEMMERS, content_words, is_number, norm_number, stem
 
-
-@lru_cache(maxsize=16)
-def _stemmer(lang: str):
-    import Stemmer
-
-    return Stemmer.Stemmer(_STEMMERS[lang]) if lang in _STEMMERS else None
-
-
-@lru_cache(maxsize=16)
-def _stopwords(lang: str) -> frozenset[str]:
-    import bm25s.stopwords as sw
-
-    name = _STOPWORDS.get(lang)
-    return frozenset(getattr(sw, name)) if name else frozenset()
-
-
-def _fold(token: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", token) if not unicodedata.combining(c))
-
-
-def _number(token: str) -> str:
-    # 1,580 / 1.580 / 1580 are one number; a lone ,5 or .5 is a decimal part.
-    if re.fullmatch(r"\d{1,3}(?:[.,]\d{3})+", token):
-        return re.sub(r"[.,]", "", token)
-    return token.replace(",", ".")
+FORMAT = 2  # 2: tokens from index.text (stopwords-iso)
 
 
 def tokenize(text: str, langs: tuple[str, ...]) -> list[str]:
-    """Lower-case words minus stopwords, stemmed by each of ``langs``; numbers normalised."""
+    """Content words of ``text`` (minus the first language's stopwords), each stemmed by every one
+    of ``langs``; numbers in one canonical spelling."""
     out: list[str] = []
-    stop = frozenset().union(*(_stopwords(lang) for lang in langs)) if len(langs) == 1 else _stopwords(langs[0])
-    for raw in _WORD.findall(text.lower()):
-        if raw[0].isdigit():
-            out.append(_number(raw))
-            continue
-        if raw in stop or len(raw) < 2:
-            continue
-        stems = {_fold(s.stemWord(raw)) if (s := _stemmer(lang)) else _fold(raw) for lang in langs}
-        out.extend(sorted(stems))
+    for tok in content_words(text, langs[0]):
+        if is_number(tok):
+            out.append(norm_number(tok))
+        else:
+            out.extend(sorted({stem(tok, lang) for lang in langs}))
     return out
 
 
@@ -91,7 +52,7 @@ class LexicalIndex:
               generation: int = 0) -> LexicalIndex:
         import bm25s
 
-        corpus = [tokenize(t, (lang if lang in _STEMMERS else "en",)) or ["\x00empty"] for t, lang in zip(texts, languages)]
+        corpus = [tokenize(t, (lang if lang in STEMMERS else "en",)) or ["\x00empty"] for t, lang in zip(texts, languages)]
         bm25 = bm25s.BM25()
         if corpus:
             bm25.index(corpus, show_progress=False)
@@ -102,8 +63,8 @@ class LexicalIndex:
         """Top ``k`` (chunk id, score) pairs, optionally only chunks in ``languages``/``sources``."""
         if self._bm25 is None or not self.ids:
             return []
-        langs = tuple(dict.fromkeys([query_lang if query_lang in _STEMMERS else "en",
-                                     *[lang for lang in self.languages if lang in _STEMMERS]]))
+        langs = tuple(dict.fromkeys([query_lang if query_lang in STEMMERS else "en",
+                                     *[lang for lang in self.languages if lang in STEMMERS]]))
         tokens = [t for t in tokenize(query, langs) if t in self._bm25.vocab_dict]
         if not tokens:
             return []

@@ -1,54 +1,79 @@
 """Abstention, decided before any generation, from the evidence alone, in every mode.
 
-    >>> gate = AbstentionGate(threshold=0.80, min_term_coverage=0.70, confident=1.00)
-    >>> gate.decide("Where is AIP headquartered?", evidence, vocabulary).abstain
+    >>> gate = AbstentionGate(Ranker.load())
+    >>> gate.decide("Where is the museum?", evidence, hits).abstain
     True
 
-Two signals, thresholds calibrated on the gold set (``python -m eval calibrate``):
-1. the best evidence sentence's score (cosine to the question + shared-word bonus);
-2. the share of the question's content words that occur *anywhere* in the indexed documents,
-   in any language. A question about what the documents never mention ("headquartered",
-   "GPUs", "population") usually has such words; then only a very strong match may answer.
-A small LLM never gets the chance to invent an answer the documents do not hold.
+Signals that do not depend on the question's language being the documents' language, combined
+by the ``answer`` logistic model of ``rag/ranker.py`` (fitted on benchmark folds):
+
+* ``z1``, ``z_gap``, ``share1``: the best sentence's ranker score, its lead over the runner-up
+  and its share of the softmax over all candidates (a clear winner vs. several lukewarm ones);
+* ``cos1``, ``max_cos``, ``chunk_cos``: how close the best sentence, the closest sentence and the
+  best chunk are to the question;
+* ``overlap1``, ``ctx_overlap1``: the share of the question's words (IDF-weighted, stemmed per
+  language) the best sentence and its neighbours cover;
+* ``agree``: dense and BM25 retrieval both found the best sentence's chunk;
+* ``name_cov``: the share of the question's names and numbers found in the best sentence (names
+  are written alike across languages, so this works cross-lingually).
+
+The chain abstains when P(answerable) < ``threshold``. A small LLM never gets the chance to
+invent an answer the documents do not hold.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rag.terms import Vocabulary, in_vocabulary, stems
+import numpy as np
+
+from index.text import fold, names, words
+from rag.ranker import Ranker
+from rag.types import Evidence, Hit
+
+FEATURES = ("z1", "z_gap", "share1", "cos1", "max_cos", "chunk_cos", "overlap1", "ctx_overlap1", "name_cov",
+            "agree")
 
 
 @dataclass(frozen=True)
 class Decision:
     abstain: bool
     reason: str
-    top_score: float
-    vocabulary_coverage: float
+    top_score: float  # the best evidence sentence's probability of holding the answer
+    answerable: float  # P(the documents answer the question)
+
+
+def question_features(question: str, evidence: list[Evidence], hits: list[Hit]) -> dict[str, float]:
+    """The answer model's inputs for one question (evidence best first)."""
+    top = evidence[0]
+    f = top.features
+    z2 = evidence[1].features["logit"] if len(evidence) > 1 else f["logit"] - 5.0
+    wanted = names(question)
+    have = {fold(w) for w in words(top.text)} | names(top.text)
+    return {"z1": f["logit"], "z_gap": f["logit"] - z2, "share1": f["share"], "cos1": f["cos"],
+            "max_cos": f["cos"] - f["cos_gap"],
+            "chunk_cos": max((h.dense_score or 0.0) for h in hits) if hits else 0.0,
+            "overlap1": f["overlap"], "ctx_overlap1": f["ctx_overlap"],
+            "name_cov": len(wanted & have) / len(wanted) if wanted else 1.0,
+            "agree": float(f["dense_rr"] > 0 and f["bm25_rr"] > 0)}
 
 
 class AbstentionGate:
     """Says whether the evidence can answer the question at all."""
 
-    def __init__(self, threshold: float = 0.80, min_term_coverage: float = 0.70, confident: float = 1.00) -> None:
-        for name, value in (("abstain_threshold", threshold), ("min_term_coverage", min_term_coverage)):
-            if not 0.0 <= value <= 1.5:
-                raise ValueError(f"{name} must be within [0, 1.5], got {value}")
-        self.threshold, self.min_term_coverage, self.confident = threshold, min_term_coverage, confident
+    def __init__(self, ranker: Ranker, threshold: float | None = None) -> None:
+        self.ranker = ranker
+        self.threshold = ranker.threshold if threshold is None else threshold
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"abstain threshold must be within [0, 1], got {self.threshold}")
 
-    def decide(self, question: str, evidence: list, vocabulary: set[str] | None = None) -> Decision:
+    def decide(self, question: str, evidence: list[Evidence], hits: list[Hit]) -> Decision:
         if not evidence:
             return Decision(True, "no passage was retrieved", 0.0, 0.0)
-        top = max(e.score for e in evidence)
-        words = stems(question)
-        if vocabulary is not None and not isinstance(vocabulary, Vocabulary):
-            vocabulary = Vocabulary(vocabulary)  # index a plain set once, not once per word
-        known = {w for w in words if in_vocabulary(w, vocabulary)} if vocabulary is not None else words
-        cov = len(known) / len(words) if words else 1.0
-        if top < self.threshold:
-            return Decision(True, f"best evidence score {top:.3f} < abstain_threshold {self.threshold:.3f}", top, cov)
-        if cov < self.min_term_coverage and top < self.confident:
-            missing = ", ".join(sorted(words - known)[:5])
-            return Decision(True, f"{cov:.0%} of the question's words occur in the documents (missing: {missing}) "
-                                  f"and the best evidence scores {top:.3f} < {self.confident:.3f}", top, cov)
-        return Decision(False, "", top, cov)
+        feats = question_features(question, evidence, hits)
+        p = self.ranker.answerable(np.array([[feats[k] for k in FEATURES]]))
+        if p < self.threshold:
+            return Decision(True, f"P(answerable) {p:.2f} < threshold {self.threshold:.2f} (best sentence "
+                                  f"scores {evidence[0].score:.2f}, {feats['name_cov']:.0%} of the question's "
+                                  "names found in it)", evidence[0].score, p)
+        return Decision(False, "", evidence[0].score, p)

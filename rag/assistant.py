@@ -22,7 +22,6 @@ from index.store import DocRecord
 from rag import components
 from rag.engine import CitedQueryEngine
 from rag.settings import Settings
-from rag.terms import vocabulary_of
 from rag.types import Answer, Event
 
 LEXICAL_CHECK_SECONDS = 1.0
@@ -37,7 +36,6 @@ class Assistant:
         self._store = self._indexer = self._engine = None
         self._lexical: LexicalIndex | None = None
         self._lexical_checked = 0.0
-        self._vocab: set[str] | None = None
 
     # ------------------------------------------------------------------ parts
     @property
@@ -59,7 +57,7 @@ class Assistant:
         with self._lock:
             if self._engine is None:
                 self._engine = CitedQueryEngine.build(self.settings, self.store, self.indexer.embed_model,
-                                                      self._current_lexical, self._vocabulary)
+                                                      self._current_lexical)
             return self._engine
 
     def _current_lexical(self) -> LexicalIndex:
@@ -70,16 +68,7 @@ class Assistant:
                 self._lexical_checked = now
                 if self._lexical is None or self._lexical.generation != self.store.generation():
                     self._lexical = self.indexer.lexical()
-                    self._vocab = None
             return self._lexical
-
-    def _vocabulary(self) -> set[str]:
-        """Word stems of every indexed chunk, rebuilt with the lexical index."""
-        self._current_lexical()
-        with self._lock:
-            if self._vocab is None:
-                self._vocab = vocabulary_of(t for _, texts, _ in self.store.iter_chunks() for t in texts)
-            return self._vocab
 
     def warm_up(self, background: bool = True) -> threading.Thread | None:
         """Load the embedder and side indexes, and start the local LLM server when ``auto`` or
@@ -88,7 +77,7 @@ class Assistant:
         def work() -> None:
             try:
                 self.engine.embed_model.get_query_embedding("warm up")
-                self._vocabulary()
+                self._current_lexical()
                 mode = self.settings.mode
                 if mode == "auto":
                     mode = self.engine.resolve_auto()
@@ -133,7 +122,7 @@ class Assistant:
     def index(self, paths: Iterable[str | Path], progress: Callable[[str, int, int], None] | None = None,
               remove_missing: bool = True) -> IndexReport:
         report = self.indexer.index_paths([Path(p) for p in paths], progress, remove_missing=remove_missing)
-        self._lexical = self._vocab = None
+        self._lexical = None
         return report
 
     def add_files(self, paths: Iterable[str | Path], progress=None) -> IndexReport:
@@ -142,7 +131,7 @@ class Assistant:
 
     def remove(self, doc_id: str) -> bool:
         removed = self.indexer.remove(doc_id)
-        self._lexical = self._vocab = None
+        self._lexical = None
         return removed
 
     def documents(self) -> list[DocRecord]:

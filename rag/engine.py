@@ -25,11 +25,12 @@ from pydantic import ConfigDict, PrivateAttr
 
 from index.language import detect_language, detect_question_language
 from rag.abstain import AbstentionGate
-from rag.conflicts import asks_amount, find_conflicts, money
+from rag.conflicts import figures, find_conflicts
 from rag.errors import LLMError, QuestionError
-from rag.evidence import EvidenceSelector
+from rag.evidence import EvidenceSelector, hit_nodes, to_evidence
 from rag.extractive import extractive_answer, pick_primary
 from rag.messages import ANSWER_LANGUAGES, message
+from rag.ranker import Ranker
 from rag.retrieve import HybridRetriever
 from rag.settings import Settings
 from rag.types import Answer, Conflict, Event, Evidence, Hit
@@ -59,14 +60,12 @@ class CitedQueryEngine(CustomQueryEngine):
     retriever: Any
     store: Any
     embed_model: Any
-    vocabulary: Any = None  # () -> set of word stems in the documents (for abstention)
     _reranker: Any = PrivateAttr(default=None)
 
     @classmethod
-    def build(cls, settings: Settings, store, embed_model, lexical, vocabulary=None) -> CitedQueryEngine:
+    def build(cls, settings: Settings, store, embed_model, lexical) -> CitedQueryEngine:
         retriever = HybridRetriever(store, embed_model, lexical, settings.dense_k, settings.bm25_k, settings.retrieval)
-        return cls(settings=settings, retriever=retriever, store=store, embed_model=embed_model,
-                   vocabulary=vocabulary)
+        return cls(settings=settings, retriever=retriever, store=store, embed_model=embed_model)
 
     def custom_query(self, query_str: str) -> Response:
         answer = self.ask(query_str)
@@ -111,8 +110,7 @@ class CitedQueryEngine(CustomQueryEngine):
             now = np.asarray(self.embed_model.get_query_embedding(question))
             q_vec = list((now + np.asarray(got.query_embedding)) / 2)
         evidence, vectors = self._evidence(question, got.hits, q_vec, lang)
-        gate = AbstentionGate(s.abstain_threshold, s.min_term_coverage, s.abstain_confident)
-        decision = gate.decide(question, evidence, self.vocabulary() if self.vocabulary else None)
+        decision = self.gate().decide(question, evidence, got.hits)
         timings["evidence"] = time.perf_counter() - t
         yield Event("evidence", evidence)
 
@@ -171,32 +169,28 @@ class CitedQueryEngine(CustomQueryEngine):
         last_a = re.sub(r"\[\d+\]|⚠.*", "", str(last_a or ""), flags=re.S).strip()[:200]
         return f"{last_q} {last_a} {question}".strip()
 
+    def ranker(self) -> Ranker:
+        s = self.settings
+        return Ranker.load(s.ranker_path, s.ranker_holdout if s.ranker_holdout >= 0 else None)
+
+    def gate(self) -> AbstentionGate:
+        t = self.settings.abstain_threshold
+        return AbstentionGate(self.ranker(), None if t < 0 else t)
+
     def _evidence(self, query: str, hits: list[Hit], embedding: list[float], lang: str):
-        nodes = [NodeWithScore(node=TextNode(id_=h.chunk_id, text=h.text, metadata={
-            "doc_id": h.doc_id, "char_start": h.char_start, "char_end": h.char_end,
-            "source": h.source, "title": h.title}), score=h.score) for h in hits]
-        selector = EvidenceSelector.of(self.store, k=self.settings.evidence_k, query_language=lang)
-        picked = selector.postprocess_nodes(nodes, QueryBundle(query_str=query, embedding=embedding))
-        evidence, vectors = [], []
-        for n, node in enumerate(picked, 1):
-            m = node.node.metadata
-            evidence.append(Evidence(n=n, doc_id=m["doc_id"], source=m["source"], title=m["title"],
-                                     chunk_id=m["chunk_id"], language=m.get("language", ""),
-                                     text=node.node.get_content(), char_start=m["char_start"],
-                                     char_end=m["char_end"], score=float(node.score or 0), passage=m["passage"],
-                                     passage_start=m["passage_start"], cosine=m["cosine"]))
-            vectors.append(node.node.embedding)
-        return evidence, vectors
+        selector = EvidenceSelector.of(self.store, self.ranker(), k=self.settings.evidence_k, query_language=lang)
+        return to_evidence(selector.postprocess_nodes(hit_nodes(hits), QueryBundle(query_str=query,
+                                                                                   embedding=embedding)))
 
     def _conflicts(self, question: str, evidence: list[Evidence], vectors: list, lang: str) -> list[Conflict]:
-        if not asks_amount(question) or any(v is None for v in vectors):
+        if any(v is None for v in vectors):
             return []
         primary = pick_primary(lang, evidence)
         index = evidence.index(primary)
         others = find_conflicts(evidence, vectors, index)
         if not others:
             return []
-        claims = [(" / ".join(w for _, w in money(evidence[i].text)), evidence[i].n) for i in [index, *others]]
+        claims = [(" / ".join(w for _, w in figures(evidence[i])), evidence[i].n) for i in [index, *others]]
         return [Conflict(about=question, claims=claims)]
 
     def resolve_auto(self) -> str | None:

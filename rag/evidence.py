@@ -1,20 +1,33 @@
 """Evidence selection: the few sentences of the retrieved chunks that best answer the question.
 
-    >>> selector = EvidenceSelector.of(store, k=5)
+    >>> selector = EvidenceSelector.of(store, ranker, k=4)
     >>> sentences = selector.postprocess_nodes(chunk_nodes, QueryBundle(q, embedding=qvec))
 
 A llama-index node postprocessor: chunks in, sentence nodes out, each with exact document
 offsets. Sentence vectors were stored at indexing time, so scoring costs one Chroma read and a
-dot product, not an encoder pass. Score = cosine(question, sentence) + a bonus for sharing the
-question's words (IDF-weighted over the candidates, so rare words count). No bonus for the
-question's own language: measured on the gold set, preferring it cost 4 points of accuracy on
-cross-lingual questions (it quotes a same-language document that lacks the answer).
+few dot products, not an encoder pass. Each candidate sentence gets the features below, and a
+small linear model (``rag/ranker.py``, a conditional logit fitted on benchmark folds by
+``python -m eval calibrate``: which candidate of a question holds the answer) scores them:
+
+* what the sentence says: its cosine to the question, relative to the best candidate;
+* its context: the best cosine of its neighbours (the answer often follows the sentence that
+  names the topic), and the question words the sentence and its neighbours share;
+* what retrieval knew: the dense cosine and the dense / BM25 ranks of its chunk;
+* its length.
+
+Deliberately not a feature: whether the sentence is in the question's language. On the benchmark
+its weight came out strongly negative, an artefact of how cross-lingual items are built (the
+answer is never in the question's language there), which would hurt every same-language corpus.
+
+Headings, titles and navigation lines (short lines without sentence punctuation, markdown
+headings, spans a reader marked as headings) stay context but are never evidence.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 import numpy as np
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
@@ -22,37 +35,83 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from pydantic import PrivateAttr
 
 from index.store import Store
-from rag.terms import shared_stems, stems
+from index.text import content_words, fold, stem, token_key
+from rag.ranker import Ranker
+from rag.types import Evidence, Hit
 
-TERM_WEIGHT = 0.4
-# Sentences that talk to the model rather than about the world: kept in the index (a reader may
-# search for them), never used as evidence, so neither quoted nor put in an LLM prompt.
+FEATURES = ("cos", "cos_gap", "ctx_cos", "overlap", "ctx_overlap", "chunk_cos", "dense_rr", "bm25_rr",
+            "log_words")
+# Sentences that talk to the model rather than about the world (a security guard, not a quality
+# rule): kept in the index (a reader may search for them), never used as evidence, so neither
+# quoted nor put in an LLM prompt.
 INJECTION = re.compile(
     r"\b(ignore|disregard|forget|override)\b.{0,60}\b(instructions?|prompts?|rules|directions)\b"
     r"|\b(ignor[ae]|esque[cç]a|olvid[ae])\b.{0,60}\b(instru[cç][oõ]es|instrucciones|reglas|regras)\b"
     r"|\b(ignoriere|vergiss|missachte)\b.{0,60}\b(anweisungen|anleitungen|regeln)\b"
-    r"|\b(system prompt|you are now|jailbreak|developer mode)\b"
-    r"|\b(answer|respond|reply|say)\b.{0,40}\bto (every|all|any) (question|prompt|request)s?\b",
+    r"|\b(system prompt|you are now|jailbreak|developer mode)\b",
     re.IGNORECASE | re.DOTALL,
 )
+_SENTENCE_END = re.compile(r"[.!?…;:。！？][\"'”’»)\]]*$")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s")
+HEADING_WORDS = 12
 
 
 def looks_like_injection(text: str) -> bool:
     return bool(INJECTION.search(text))
 
 
+def looks_like_heading(text: str) -> bool:
+    """A markdown heading, or a short line with no sentence punctuation that is not a list item
+    ("Annual report", "Formation of the Partnership", "Home | About | Contact")."""
+    t = text.strip()
+    if t.startswith("#") or "|" in t and len(t.split()) <= 2 * HEADING_WORDS:
+        return True
+    return len(t.split()) <= HEADING_WORDS and not _SENTENCE_END.search(t) and not _LIST_ITEM.match(t)
+
+
+@dataclass
+class Candidate:
+    """One sentence inside a retrieved chunk, with what the ranker needs."""
+
+    sid: str
+    text: str
+    meta: dict
+    vector: np.ndarray
+    chunk: TextNode
+    features: dict
+
+
+def _matcher(text: str, lang: str) -> set[str]:
+    """Keys a sentence can be matched by: its stems, canonical numbers and folded words."""
+    toks = content_words(text, lang)
+    return {token_key(t, lang) for t in toks} | {fold(t) for t in toks}
+
+
+def _question_terms(question: str, lang: str) -> dict[str, tuple[str, ...]]:
+    """Each content word of the question -> the keys that count as finding it in a sentence
+    (its stem in the question's language, its folded form; stems in other languages are
+    added per sentence)."""
+    return {token_key(t, lang): (token_key(t, lang), fold(t)) for t in content_words(question, lang)}
+
+
+def _found(qterms: dict[str, tuple[str, ...]], raw: dict[str, str], keys: set[str], lang: str) -> set[str]:
+    return {q for q, alts in qterms.items() if any(a in keys for a in alts) or stem(raw[q], lang) in keys}
+
+
 class EvidenceSelector(BaseNodePostprocessor):
     """Chunks -> best ``k`` sentences (at most ``per_doc`` from one document)."""
 
-    k: int = 5
+    k: int = 4
     per_doc: int = 2
     query_language: str = "en"
     _store: Store = PrivateAttr()
+    _ranker: Ranker = PrivateAttr()
 
     @classmethod
-    def of(cls, store: Store, k: int = 5, per_doc: int = 2, query_language: str = "en") -> EvidenceSelector:
+    def of(cls, store: Store, ranker: Ranker, k: int = 4, per_doc: int = 2,
+           query_language: str = "en") -> EvidenceSelector:
         sel = cls(k=k, per_doc=per_doc, query_language=query_language)
-        sel._store = store
+        sel._store, sel._ranker = store, ranker
         return sel
 
     @classmethod
@@ -62,53 +121,78 @@ class EvidenceSelector(BaseNodePostprocessor):
     def _postprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
         if not nodes or query_bundle is None or query_bundle.embedding is None:
             return []
-        return self.score_all(nodes, query_bundle)[: self.k] if self.per_doc <= 0 else self._diverse(
-            self.score_all(nodes, query_bundle))
+        scored = self.score_all(nodes, query_bundle)
+        return scored[: self.k] if self.per_doc <= 0 else self.diverse(scored)
 
-    def score_all(self, nodes: list[NodeWithScore], query_bundle: QueryBundle) -> list[NodeWithScore]:
-        """Every sentence inside the given chunks, scored, best first."""
-        spans: dict[str, list[tuple[int, int, TextNode]]] = {}
+    # ------------------------------------------------------------------ candidates and features
+    def candidates(self, nodes: list[NodeWithScore], query_bundle: QueryBundle) -> list[Candidate]:
+        """Every sentence inside the given chunks that may be evidence, with its features."""
+        spans: dict[str, list[TextNode]] = {}
         for n in nodes:
-            m = n.node.metadata
-            spans.setdefault(m["doc_id"], []).append((int(m["char_start"]), int(m["char_end"]), n.node))
+            spans.setdefault(n.node.metadata["doc_id"], []).append(n.node)
         got = self._store.sentences_of(sorted(spans))
         if not got["ids"]:
             return []
         q = np.asarray(query_bundle.embedding, dtype=np.float32)
+        q /= np.linalg.norm(q) + 1e-9
         vecs = np.asarray(got["embeddings"], dtype=np.float32)
-        cos = vecs @ q / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(q) + 1e-9)
-        q_stems = stems(query_bundle.query_str)
-        rows = []
+        cos = vecs @ q / (np.linalg.norm(vecs, axis=1) + 1e-9)
+        lang = self.query_language
+        qterms = _question_terms(query_bundle.query_str, lang)
+        raw = {token_key(t, lang): t for t in content_words(query_bundle.query_str, lang)}
+        order = sorted(range(len(got["ids"])), key=lambda i: (got["metadatas"][i]["doc_id"],
+                                                              int(got["metadatas"][i]["char_start"])))
+        found = [_found(qterms, raw, _matcher(got["documents"][i], got["metadatas"][i].get("language", lang)),
+                        got["metadatas"][i].get("language", lang)) for i in range(len(got["ids"]))]
+        out: list[Candidate] = []
         seen: set[tuple[str, int]] = set()
-        for sid, text, meta, c, vec in zip(got["ids"], got["documents"], got["metadatas"], cos, vecs):
-            a, b = int(meta["char_start"]), int(meta["char_end"])
-            chunk = next((node for s, e, node in spans[meta["doc_id"]] if s <= a and b <= e), None)
-            if chunk is None or (meta["doc_id"], a) in seen or looks_like_injection(text):
+        for pos, i in enumerate(order):
+            meta, text = got["metadatas"][i], got["documents"][i]
+            doc, a, b = meta["doc_id"], int(meta["char_start"]), int(meta["char_end"])
+            chunks = [c for c in spans[doc] if int(c.metadata["char_start"]) <= a and b <= int(c.metadata["char_end"])]
+            if not chunks or (doc, a) in seen or looks_like_injection(text) or meta.get("heading") \
+                    or looks_like_heading(text):
                 continue
-            seen.add((meta["doc_id"], a))
-            rows.append((sid, text, meta, float(c), vec, chunk, shared_stems(q_stems, text)))
-        # IDF over the candidate sentences: a word every sentence shares ("AIP") says little.
-        df: dict[str, int] = {}
-        for *_, shared in rows:
-            for t in shared:
-                df[t] = df.get(t, 0) + 1
-        idf = {t: math.log(1 + len(rows) / (1 + df.get(t, 0))) for t in q_stems}
-        total = sum(idf.values()) or 1.0
-        scored: list[NodeWithScore] = []
-        for sid, text, meta, c, vec, chunk, shared in rows:
-            overlap = sum(idf[t] for t in shared) / total
-            score = c + TERM_WEIGHT * overlap
-            cm = chunk.metadata
-            node = TextNode(id_=sid, text=text, metadata={
-                **meta, "chunk_id": chunk.node_id, "source": cm.get("source", ""), "title": cm.get("title", ""),
-                "passage": chunk.get_content(), "passage_start": int(cm["char_start"]), "cosine": c,
-                "overlap": overlap,
-            }, embedding=vec.tolist())
-            scored.append(NodeWithScore(node=node, score=score))
-        scored.sort(key=lambda n: -(n.score or 0.0))
-        return scored
+            seen.add((doc, a))
+            near = [order[j] for j in (pos - 1, pos + 1)
+                    if 0 <= j < len(order) and got["metadatas"][order[j]]["doc_id"] == doc]
+            best = min(chunks, key=lambda c: c.metadata.get("rank") or 99)
+            feats = {"cos": float(cos[i]), "ctx_cos": max((float(cos[j]) for j in near), default=float(cos[i])),
+                     "found": found[i], "ctx_found": found[i].union(*(found[j] for j in near)),
+                     "chunk_cos": max((c.metadata.get("dense_score") or 0.0) for c in chunks),
+                     "dense_rr": max(1.0 / (1 + c.metadata["dense_rank"]) if c.metadata.get("dense_rank") else 0.0
+                                     for c in chunks),
+                     "bm25_rr": max(1.0 / (1 + c.metadata["bm25_rank"]) if c.metadata.get("bm25_rank") else 0.0
+                                    for c in chunks),
+                     "log_words": math.log(1 + len(text.split()))}
+            out.append(Candidate(got["ids"][i], text, meta, vecs[i], best, feats))
+        self._finish_features(out, qterms)
+        return out
 
-    def _diverse(self, scored: list[NodeWithScore]) -> list[NodeWithScore]:
+    @staticmethod
+    def _finish_features(cands: list[Candidate], qterms: dict) -> None:
+        """Features relative to the other candidates: IDF-weighted word overlap, cosine gap."""
+        if not cands:
+            return
+        df: dict[str, int] = {}
+        for c in cands:
+            for t in c.features["found"]:
+                df[t] = df.get(t, 0) + 1
+        idf = {t: math.log(1 + len(cands) / (1 + df.get(t, 0))) for t in qterms}
+        total = sum(idf.values()) or 1.0
+        top = max(c.features["cos"] for c in cands)
+        for c in cands:
+            f = c.features
+            f["overlap"] = sum(idf[t] for t in f.pop("found")) / total
+            f["ctx_overlap"] = sum(idf[t] for t in f.pop("ctx_found")) / total
+            f["cos_gap"] = f["cos"] - top
+
+    def score_all(self, nodes: list[NodeWithScore], query_bundle: QueryBundle) -> list[NodeWithScore]:
+        """Every candidate sentence as a node scored by the ranker, best first."""
+        cands = self.candidates(nodes, query_bundle)
+        return rank(cands, self._ranker.sentence_logits(feature_matrix(cands)))
+
+    def diverse(self, scored: list[NodeWithScore]) -> list[NodeWithScore]:
         out: list[NodeWithScore] = []
         per: dict[str, int] = {}
         for n in scored:
@@ -119,3 +203,50 @@ class EvidenceSelector(BaseNodePostprocessor):
             if len(out) == self.k:
                 break
         return out
+
+
+def feature_matrix(cands: list[Candidate]) -> np.ndarray:
+    return np.array([[c.features[f] for f in FEATURES] for c in cands]).reshape(len(cands), len(FEATURES))
+
+
+def rank(cands: list[Candidate], logits: np.ndarray) -> list[NodeWithScore]:
+    """Candidates as sentence nodes, best first: score = sigmoid(logit), and each one's share of the
+    softmax over all candidates (how clearly it wins) added to its features."""
+    logits = np.asarray(logits, dtype=np.float64)
+    share = np.exp(logits - logits.max()) if len(logits) else logits
+    share = share / share.sum() if len(logits) else share
+    scored = []
+    for c, z, sh in zip(cands, logits, share):
+        c.features.update(logit=float(z), share=float(sh))
+        p = 1.0 / (1.0 + np.exp(-z))
+        cm = c.chunk.metadata
+        node = TextNode(id_=c.sid, text=c.text, metadata={
+            **c.meta, "chunk_id": c.chunk.node_id, "source": cm.get("source", ""), "title": cm.get("title", ""),
+            "passage": c.chunk.get_content(), "passage_start": int(cm["char_start"]),
+            "features": c.features}, embedding=c.vector.tolist())
+        scored.append(NodeWithScore(node=node, score=float(p)))
+    scored.sort(key=lambda n: -(n.score or 0.0))
+    return scored
+
+
+def hit_nodes(hits: list[Hit]) -> list[NodeWithScore]:
+    """Retrieved chunks as the nodes the selector takes (with what retrieval knew about them)."""
+    return [NodeWithScore(node=TextNode(id_=h.chunk_id, text=h.text, metadata={
+        "doc_id": h.doc_id, "char_start": h.char_start, "char_end": h.char_end, "source": h.source,
+        "title": h.title, "rank": h.rank, "dense_rank": h.dense_rank, "bm25_rank": h.bm25_rank,
+        "dense_score": h.dense_score}), score=h.score) for h in hits]
+
+
+def to_evidence(picked: list[NodeWithScore]) -> tuple[list[Evidence], list]:
+    """Selected sentence nodes -> numbered Evidence (and their vectors)."""
+    evidence, vectors = [], []
+    for n, node in enumerate(picked, 1):
+        m = node.node.metadata
+        evidence.append(Evidence(n=n, doc_id=m["doc_id"], source=m["source"], title=m["title"],
+                                 chunk_id=m["chunk_id"], language=m.get("language", ""),
+                                 text=node.node.get_content(), char_start=m["char_start"], char_end=m["char_end"],
+                                 score=float(node.score or 0), passage=m["passage"],
+                                 passage_start=m["passage_start"], cosine=m["features"]["cos"],
+                                 features=m["features"]))
+        vectors.append(node.node.embedding)
+    return evidence, vectors

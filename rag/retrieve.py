@@ -61,6 +61,7 @@ class _Timed(BaseRetriever):
         out = self._inner.retrieve(query_bundle)
         self._sink[self._name] = time.perf_counter() - t
         self._sink[f"{self._name}_ranks"] = {n.node.node_id: r for r, n in enumerate(out, 1)}
+        self._sink[f"{self._name}_scores"] = {n.node.node_id: float(n.score or 0.0) for n in out}
         return out
 
 
@@ -112,14 +113,16 @@ class HybridRetriever:
         total = time.perf_counter() - t
         timings["fuse"] = max(0.0, total - timings.get("dense", 0.0) - timings.get("bm25", 0.0))
         dense_ranks, bm25_ranks = timings.pop("dense_ranks", {}), timings.pop("bm25_ranks", {})
-        hits = [_hit(n, rank, dense_ranks, bm25_ranks) for rank, n in enumerate(fused, 1)]
+        dense_scores = timings.pop("dense_scores", {})
+        timings.pop("bm25_scores", None)
+        hits = [_hit(n, rank, dense_ranks, bm25_ranks, dense_scores) for rank, n in enumerate(fused, 1)]
         return Retrieved(hits, embedding, timings)
 
 
-def _hit(n: NodeWithScore, rank: int, dense: dict, bm25: dict) -> Hit:
+def _hit(n: NodeWithScore, rank: int, dense: dict, bm25: dict, dense_scores: dict) -> Hit:
     m = n.node.metadata
     return Hit(chunk_id=n.node.node_id, doc_id=m.get("doc_id", ""), source=m.get("source", ""),
                title=m.get("title", ""), language=m.get("language", ""), text=n.node.get_content(),
                char_start=int(m.get("char_start", 0)), char_end=int(m.get("char_end", 0)),
                score=float(n.score or 0.0), rank=rank, dense_rank=dense.get(n.node.node_id),
-               bm25_rank=bm25.get(n.node.node_id))
+               bm25_rank=bm25.get(n.node.node_id), dense_score=dense_scores.get(n.node.node_id))

@@ -58,10 +58,11 @@ class Settings:
     bm25_k: int = 20
     rrf_k: int = 60
     evidence_k: int = 4
-    # Abstention thresholds, calibrated on eval/gold/aip.jsonl (`python -m eval calibrate`).
-    abstain_threshold: float = 0.80
-    min_term_coverage: float = 0.70
-    abstain_confident: float = 1.00
+    # Evidence ranking and abstention: the logistic models fitted by `python -m eval calibrate`
+    # (empty = the shipped rag/models/ranker.json). abstain_threshold < 0 = the file's threshold.
+    ranker_path: str = ""
+    ranker_holdout: int = -1  # evaluation only: use the weights fitted without this benchmark fold
+    abstain_threshold: float = -1.0
     reranker_model: str = ""  # optional cross-encoder (model name/path); empty = evidence scorer
     max_question_chars: int = 2000
     # Answering.

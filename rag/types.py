@@ -30,6 +30,7 @@ class Hit:
     rank: int
     dense_rank: int | None = None
     bm25_rank: int | None = None
+    dense_score: float | None = None  # cosine to the question, when the dense retriever found it
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class Evidence:
     score: float
     passage: str = ""  # the chunk the sentence comes from (for source cards)
     passage_start: int = 0  # document offset of ``passage``
-    cosine: float = 0.0  # raw question-sentence similarity (score adds term/language bonuses)
+    cosine: float = 0.0  # raw question-sentence cosine (score is the ranker's probability)
+    features: dict[str, float] = field(default_factory=dict, compare=False)  # the ranker's inputs
 
     def citation(self) -> Citation:
         return Citation(n=self.n, doc_id=self.doc_id, source=self.source, chunk_id=self.chunk_id,
@@ -92,7 +94,7 @@ class Answer:
     language: str
     mode: str  # the mode that produced the text: extractive | local | openai
     abstained: bool = False
-    verified: bool = True
+    verified: bool = False  # True only when an LLM answer passed verification (quotes are not "verified")
     verification: str = ""  # why the answer was (not) verified, or why we fell back
     citations: list[Citation] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)

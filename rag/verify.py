@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from index.sentences import split_sentences
-from rag.terms import content_terms, fold, key_terms, present
+from index.text import fold, names, norm_number, stem, words
 from rag.types import Evidence
 
 CITE_MARGIN = 0.03
@@ -40,11 +40,11 @@ class Verifier:
             return Verdict(False, "the model returned an empty answer", [])
         if not evidence:
             return Verdict(False, "there is no evidence to check the answer against", [])
-        vocab = [(content_terms(e.text) | key_terms(e.text), fold(e.text)) for e in evidence]
+        vocab = [_vocabulary(e.text, e.language) for e in evidence]
         out: list[int] = []
         for sent in [s.text for s in split_sentences(text)] or [text]:
-            terms = key_terms(sent)
-            found = [[present(t, words, folded) for words, folded in vocab] for t in terms]
+            terms = names(sent)
+            found = [[t in v or stem(t, e.language) in v for v, e in zip(vocab, evidence)] for t in terms]
             missing = sorted(t for t, hits in zip(terms, found) if not any(hits))
             if missing:
                 return Verdict(False, f"answer states {', '.join(repr(m) for m in missing)}, "
@@ -70,3 +70,10 @@ class Verifier:
         q = np.asarray(self.embed_model.get_query_embedding(sentence), dtype=np.float32)
         vs = np.asarray(self.embed_model.get_text_embedding_batch([e.text for e in evidence]), dtype=np.float32)
         return list(vs @ q / (np.linalg.norm(vs, axis=1) * np.linalg.norm(q) + 1e-9))
+
+
+def _vocabulary(text: str, lang: str) -> set[str]:
+    """What a name or number in an answer can be found as in an evidence sentence: a folded word,
+    its stem in the sentence's language (Nvidia's -> nvidia), or a canonical number."""
+    toks = words(text)
+    return {fold(t) for t in toks} | {stem(t, lang) for t in toks} | {norm_number(t) for t in toks if t[0].isdigit()}

@@ -25,6 +25,12 @@ for _name in [k for k in os.environ if k.startswith("RAG_")]:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
+# No per-example deadlines: a busy 2-core machine makes them flaky, and speed lives in benchmarks.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("rag", deadline=None)
+_hypothesis_settings.load_profile("rag")
+
 
 def free_port() -> int:
     with socket.socket() as s:

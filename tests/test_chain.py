@@ -19,7 +19,7 @@ NOT_FOUND = {"en": "Not found in the documents.", "pt": "Não encontrado nos doc
 @pytest.mark.parametrize("lang", sorted(ADVISOR))
 def test_who_advises_aip_in_each_language(corpus_qa, lang):
     ans = corpus_qa.ask(ADVISOR[lang])
-    assert not ans.abstained and ans.language == lang and ans.verified
+    assert not ans.abstained and ans.language == lang and not ans.verified  # a quote: nothing to verify
     assert "nvidia" in ans.text.lower()
     cite = ans.citations[0]
     assert "nvidia" in cite.quote.lower()

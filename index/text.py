@@ -1,0 +1,159 @@
+"""Text analysis shared by every stage: one tokeniser, one stemmer, one stopword source, one
+number parser.
+
+    >>> words("O Bündnis investiu 1.580 milhões.")
+    ['O', 'Bündnis', 'investiu', '1.580', 'milhões']
+    >>> sorted(terms("Who advises the museum?", "en"))
+    ['advis', 'museum']
+    >>> number_value("1.580")
+    1580.0
+
+* tokens: runs of letters (with inner apostrophes/hyphens) and numbers (``1,580``, ``3.5``);
+* folding: NFKC, lower case, accents removed (``Índia`` -> ``india``);
+* stemming: the Snowball stemmers of PyStemmer, per language;
+* stopwords: the stopwords-iso collection (``stopwordsiso`` package), per language;
+* numbers: thousands separators and decimal commas normalised (``1,580`` = ``1.580`` = ``1580``;
+  ``3,5`` = ``3.5``).
+
+Used by the BM25 side index, evidence scoring, abstention, verification and conflict detection,
+so a word means the same thing to all of them.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+(?:['’-][^\W\d_]+)*", re.UNICODE)
+_THOUSANDS = re.compile(r"\d{1,3}(?:([.,])\d{3})(?:\1\d{3})*")
+STEMMERS = {"en": "english", "pt": "portuguese", "es": "spanish", "de": "german", "fr": "french",
+            "it": "italian", "nl": "dutch"}
+
+
+def fold(text: str) -> str:
+    """Lower-case, accents removed, NFKC: what two spellings of one word have in common."""
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).lower())
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def words(text: str) -> list[str]:
+    """Word and number tokens of ``text``, as written."""
+    return _TOKEN.findall(text)
+
+
+def is_number(token: str) -> bool:
+    return token[:1].isdigit()
+
+
+def norm_number(token: str) -> str:
+    """A number token in one canonical spelling: ``1,580`` / ``1.580`` -> ``1580``, ``3,5`` -> ``3.5``."""
+    if _THOUSANDS.fullmatch(token):
+        return re.sub(r"[.,]", "", token)
+    return token.replace(",", ".")
+
+
+def number_value(token: str) -> float | None:
+    try:
+        return float(norm_number(token))
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=16)
+def _stemmer(lang: str):
+    import Stemmer
+
+    return Stemmer.Stemmer(STEMMERS[lang]) if lang in STEMMERS else None
+
+
+@lru_cache(maxsize=16)
+def stopwords(lang: str) -> frozenset[str]:
+    """Folded stopwords of ``lang`` from stopwords-iso (empty for an unknown language)."""
+    import stopwordsiso
+
+    try:
+        return frozenset(fold(w) for w in stopwordsiso.stopwords(lang))
+    except (KeyError, ValueError):
+        return frozenset()
+
+
+@lru_cache(maxsize=200_000)
+def stem(word: str, lang: str) -> str:
+    """Folded Snowball stem of ``word`` in ``lang`` (the folded word itself when no stemmer)."""
+    low = word.lower()
+    s = _stemmer(lang)
+    return fold(s.stemWord(low) if s else low)
+
+
+def token_key(token: str, lang: str) -> str:
+    """What a token is matched by: a canonical number, else its stem."""
+    return norm_number(token) if is_number(token) else stem(token, lang)
+
+
+def content_words(text: str, lang: str) -> list[str]:
+    """Tokens that carry content: numbers, and words of 2+ letters that are not stopwords of ``lang``."""
+    stop = stopwords(lang)
+    return [t for t in words(text) if is_number(t) or (len(t) > 1 and fold(t) not in stop)]
+
+
+def terms(text: str, lang: str) -> set[str]:
+    """Matching keys (stems, canonical numbers) of the content words of ``text``."""
+    return {token_key(t, lang) for t in content_words(text, lang)}
+
+
+def names(text: str) -> set[str]:
+    """Folded capitalised words that are not sentence-initial, and numbers: the names and figures
+    a claim states (language-neutral: names are written alike across languages)."""
+    out: set[str] = set()
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        if is_number(tok):
+            out.add(norm_number(tok))
+            continue
+        before = text[: m.start()].rstrip()
+        initial = not before or before[-1] in ".!?¿¡:\"“«(\n"
+        if len(tok) > 1 and any(c.isupper() for c in tok) and (not initial or sum(c.isupper() for c in tok) > 1):
+            out.add(fold(tok))
+    return out
+
+
+# ---------------------------------------------------------------------------- amounts
+# Scale words by language (folded): the same word can mean different powers of ten ("billion" is
+# 10^9 in English and 10^12 in German; Spanish "billón" is 10^12, "mil millones" 10^9).
+SCALES: dict[str, dict[str, float]] = {
+    "en": {"thousand": 1e3, "million": 1e6, "millions": 1e6, "billion": 1e9, "billions": 1e9, "bn": 1e9,
+           "trillion": 1e12, "trillions": 1e12},
+    "pt": {"mil": 1e3, "milhao": 1e6, "milhoes": 1e6, "bilhao": 1e9, "bilhoes": 1e9, "trilhao": 1e12,
+           "trilhoes": 1e12},
+    "es": {"mil": 1e3, "millon": 1e6, "millones": 1e6, "mil millones": 1e9, "billon": 1e12, "billones": 1e12},
+    "de": {"tausend": 1e3, "million": 1e6, "millionen": 1e6, "mio": 1e6, "milliarde": 1e9, "milliarden": 1e9,
+           "mrd": 1e9, "billion": 1e12, "billionen": 1e12},
+}
+_CURRENCY = r"(?:[$€£¥]|\b(?:US\$|USD|EUR|GBP|d[oó]lares|dollars?|US-Dollar|Dollar|euros?|libras?|pfund)\b)"
+_ACCENTS = {"a": "[aáàâã]", "e": "[eéèê]", "i": "[iíì]", "o": "[oóòôõ]", "u": "[uúùü]", "c": "[cç]", "n": "[nñ]"}
+_SCALE_WORDS = sorted({w for table in SCALES.values() for w in table}, key=len, reverse=True)
+_SCALE_RE = "|".join("".join(_ACCENTS.get(ch, re.escape(ch)) for ch in w) for w in _SCALE_WORDS)
+_AMOUNT = re.compile(
+    rf"(?P<cur1>{_CURRENCY}\s?)?(?P<num>\d+(?:[.,]\d+)*)\s*(?P<scale>(?:{_SCALE_RE})\b)?"
+    rf"(?:\s*(?:de\s+)?(?P<cur2>{_CURRENCY}))?", re.IGNORECASE)
+
+
+def amounts(text: str, lang: str) -> list[tuple[float, str]]:
+    """Money amounts and scaled figures in ``text`` as (value, text as written): a number with a
+    scale word of ``lang`` ("1 billón de dólares" = 1e12 in Spanish) and/or a currency.
+
+    >>> amounts("hasta 1 billón de dólares", "es")
+    [(1000000000000.0, '1 billón de dólares')]
+    """
+    table = SCALES.get(lang, SCALES["en"])
+    out = []
+    for m in _AMOUNT.finditer(text):
+        scale_word = fold(m.group("scale") or "")
+        if not (scale_word or m.group("cur1") or m.group("cur2")):
+            continue
+        value = number_value(m.group("num"))
+        if value is None:
+            continue
+        out.append((value * table.get(scale_word, SCALES["en"].get(scale_word, 1.0)), m.group(0).strip()))
+    return out
