@@ -27,7 +27,7 @@ from index.language import detect_language, detect_question_language
 from rag.abstain import AbstentionGate
 from rag.conflicts import figures, find_conflicts
 from rag.errors import LLMError, QuestionError
-from rag.evidence import EvidenceSelector, hit_nodes, to_evidence
+from rag.evidence import EvidenceSelector, hit_nodes, rerank_hits, to_evidence
 from rag.extractive import extractive_answer, pick_primary
 from rag.messages import ANSWER_LANGUAGES, message
 from rag.ranker import Ranker
@@ -109,7 +109,7 @@ class CitedQueryEngine(CustomQueryEngine):
         if query != question:
             now = np.asarray(self.embed_model.get_query_embedding(question))
             q_vec = list((now + np.asarray(got.query_embedding)) / 2)
-        evidence, vectors = self._evidence(question, got.hits, q_vec, lang)
+        evidence, vectors, got.hits = self._evidence(question, got.hits, q_vec, lang)
         decision = self.gate().decide(question, evidence, got.hits)
         timings["evidence"] = time.perf_counter() - t
         yield Event("evidence", evidence)
@@ -178,9 +178,11 @@ class CitedQueryEngine(CustomQueryEngine):
         return AbstentionGate(self.ranker(), None if t < 0 else t)
 
     def _evidence(self, query: str, hits: list[Hit], embedding: list[float], lang: str):
+        """Evidence sentences (and their vectors), and the hits re-ranked by their best sentence."""
         selector = EvidenceSelector.of(self.store, self.ranker(), k=self.settings.evidence_k, query_language=lang)
-        return to_evidence(selector.postprocess_nodes(hit_nodes(hits), QueryBundle(query_str=query,
-                                                                                   embedding=embedding)))
+        scored = selector.score_all(hit_nodes(hits), QueryBundle(query_str=query, embedding=embedding))
+        evidence, vectors = to_evidence(selector.diverse(scored))
+        return evidence, vectors, rerank_hits(hits, scored)
 
     def _conflicts(self, question: str, evidence: list[Evidence], vectors: list, lang: str) -> list[Conflict]:
         if any(v is None for v in vectors):

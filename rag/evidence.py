@@ -150,7 +150,7 @@ class EvidenceSelector(BaseNodePostprocessor):
             meta, text = got["metadatas"][i], got["documents"][i]
             doc, a, b = meta["doc_id"], int(meta["char_start"]), int(meta["char_end"])
             chunks = [c for c in spans[doc] if int(c.metadata["char_start"]) <= a and b <= int(c.metadata["char_end"])]
-            if not chunks or (doc, a) in seen or looks_like_injection(text) or meta.get("heading") \
+            if not chunks or (doc, a) in seen or looks_like_injection(text) or meta.get("is_heading") \
                     or looks_like_heading(text):
                 continue
             seen.add((doc, a))
@@ -250,3 +250,17 @@ def to_evidence(picked: list[NodeWithScore]) -> tuple[list[Evidence], list]:
                                  features=m["features"]))
         vectors.append(node.node.embedding)
     return evidence, vectors
+
+
+def rerank_hits(hits: list[Hit], scored: list[NodeWithScore]) -> list[Hit]:
+    """Chunks in the order of their best candidate sentence (the ranker weighs dense and BM25
+    evidence as fitted, where RRF weighs them equally); chunks without a candidate keep their
+    fused order after the others."""
+    from dataclasses import replace
+
+    best: dict[str, float] = {}
+    for n in scored:
+        cid = n.node.metadata["chunk_id"]
+        best[cid] = max(best.get(cid, float("-inf")), n.score or 0.0)
+    order = sorted(hits, key=lambda h: (h.chunk_id not in best, -best.get(h.chunk_id, 0.0), h.rank))
+    return [replace(h, rank=i) for i, h in enumerate(order, 1)]

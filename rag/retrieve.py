@@ -115,8 +115,19 @@ class HybridRetriever:
         dense_ranks, bm25_ranks = timings.pop("dense_ranks", {}), timings.pop("bm25_ranks", {})
         dense_scores = timings.pop("dense_scores", {})
         timings.pop("bm25_scores", None)
+        # Every chunk's cosine from the stored vectors (BM25-only chunks included), so later stages
+        # compare like with like whichever retriever found a chunk.
+        dense_scores = self._cosines([n.node.node_id for n in fused], embedding) if fused else {}
         hits = [_hit(n, rank, dense_ranks, bm25_ranks, dense_scores) for rank, n in enumerate(fused, 1)]
         return Retrieved(hits, embedding, timings)
+
+    def _cosines(self, chunk_ids: list[str], embedding: list[float]) -> dict[str, float]:
+        import numpy as np
+
+        got = self.store.chunks.get(ids=chunk_ids, include=["embeddings"])
+        q = np.asarray(embedding, dtype=np.float32)
+        q /= np.linalg.norm(q) + 1e-9
+        return {i: float(np.dot(v, q) / (np.linalg.norm(v) + 1e-9)) for i, v in zip(got["ids"], got["embeddings"])}
 
 
 def _hit(n: NodeWithScore, rank: int, dense: dict, bm25: dict, dense_scores: dict) -> Hit:

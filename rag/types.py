@@ -16,7 +16,8 @@ Mode = Literal["extractive", "local", "openai", "auto"]
 
 @dataclass(frozen=True)
 class Hit:
-    """One retrieved chunk, after fusion. ``rank`` is 1-based in the fused list."""
+    """One retrieved chunk. ``rank`` is 1-based in the final order: chunks by their best sentence's
+    evidence score (RRF order for chunks with no candidate sentence); dense/BM25 ranks as retrieved."""
 
     chunk_id: str
     doc_id: str
@@ -30,7 +31,7 @@ class Hit:
     rank: int
     dense_rank: int | None = None
     bm25_rank: int | None = None
-    dense_score: float | None = None  # cosine to the question, when the dense retriever found it
+    dense_score: float | None = None  # the chunk's cosine to the question
 
 
 @dataclass(frozen=True)
