@@ -184,7 +184,8 @@ class CitedQueryEngine(CustomQueryEngine):
                                      chunk_id=m["chunk_id"], language=m.get("language", ""),
                                      text=node.node.get_content(), char_start=m["char_start"],
                                      char_end=m["char_end"], score=float(node.score or 0), passage=m["passage"],
-                                     passage_start=m["passage_start"], cosine=m["cosine"]))
+                                     passage_start=m["passage_start"], cosine=m["cosine"],
+                                     location=m.get("location", ""), page=int(m.get("page") or 0) or None))
             vectors.append(node.node.embedding)
         return evidence, vectors
 
