@@ -193,3 +193,14 @@ def test_index_and_answer_each_format_with_locations(files, tmp_path, make_setti
     cli = run_cli("ask", CASES["pptx"].question, "--mode", "extractive",
                   env={"RAG_DATA_DIR": str(qa.settings.data_dir)})
     assert cli.returncode == 0 and "slide 2" in cli.stdout, cli.stdout + cli.stderr
+
+
+def test_source_card_and_cli_show_the_location():
+    from app import card_html
+    from rag import Citation
+
+    c = Citation(n=2, doc_id="deck", source="uploads/deck.pptx", chunk_id="c", language="en",
+                 quote="Helix Labs raised 40 million euros.", char_start=5, char_end=40, score=1.0,
+                 passage="xxxxxHelix Labs raised 40 million euros.", location="slide <2>", page=2)
+    out = card_html(c, "citation")
+    assert 'data-testid="card-location">slide &lt;2&gt;</span>' in out and "slide <2>" not in out
