@@ -26,6 +26,7 @@ from typing import Any
 import gradio as gr
 
 from rag import Answer, Assistant, Citation, RagError, Settings
+from rag.openai_api import openai_router
 
 LANGUAGES = ["en", "pt", "es", "de"]
 UPLOAD_TYPES = (".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".pptx", ".xlsx", ".odt", ".epub", ".eml")
@@ -335,10 +336,14 @@ def main(argv: list[str] | None = None) -> int:
         demo.queue(default_concurrency_limit=1).launch(
             server_name=host, server_port=port, auth=(user, password) if auth else None, allowed_paths=[],
             max_file_size=int(settings.max_upload_mb * 1024 * 1024), ssr_mode=False, show_error=False, css=CSS,
-            footer_links=["api"])
+            footer_links=["api"], prevent_thread_lock=True)
     except OSError as exc:
         print(f"error: cannot listen on {host}:{port} ({exc})", file=sys.stderr)
         return 2
+    if settings.openai_api:  # same process and port: http://host:port/v1 (rag/openai_api.py)
+        demo.app.include_router(openai_router(qa, require_auth=not is_loopback(host)))
+        print(f"OpenAI-compatible API on http://{host}:{port}/v1 (models: GET /v1/models)", flush=True)
+    demo.block_thread()
     return 0
 
 

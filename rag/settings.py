@@ -88,6 +88,10 @@ class Settings:
     port: int = 7860
     auth: str = ""  # "user:password"; required when host is not loopback
     max_upload_mb: float = 20.0
+    # OpenAI-compatible API on the UI's port (/v1). Beyond loopback it needs a bearer key: from
+    # $RAG_API_KEYS (comma-separated), this file (one key a line), or the UI's user:password.
+    openai_api: bool = True
+    api_keys_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ loading

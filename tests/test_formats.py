@@ -195,7 +195,7 @@ def test_index_and_answer_each_format_with_locations(files, tmp_path, make_setti
     assert cli.returncode == 0 and "slide 2" in cli.stdout, cli.stdout + cli.stderr
 
 
-def test_source_card_and_cli_show_the_location():
+def test_source_card_shows_the_location():
     from app import card_html
     from rag import Citation
 
