@@ -26,6 +26,7 @@ from index.reader_base import Reader, ReadOptions
 
 _END = re.compile(r"[.!?:;…\"”»)]$")
 _BULLET = re.compile(r"^([-•*–▪◦]\s|\(?\d{1,3}[.)]\s|\(?[a-z][.)]\s)")
+TESSERACT = {"en": "eng", "pt": "por", "es": "spa", "de": "deu", "fr": "fra", "it": "ita", "nl": "nld"}
 SHORT = 0.75  # a line under 75% of the page's usual line length can end a paragraph
 
 
@@ -81,7 +82,7 @@ class PdfReader(Reader):
                 b.add(para, heading=heading)
         got = b.build()
         if not got.text.strip():
-            raise ReaderError(str(path), f"PDF holds no text (a scanned image?): {'; '.join(got.notes)}")
+            raise ReaderError(str(path), f"PDF has no text layer (a scanned image?): {'; '.join(got.notes)}")
         return got
 
     @staticmethod
@@ -107,10 +108,19 @@ class PdfReader(Reader):
         if why:
             b.note(f"{_pages(empty)} had no text layer and {'was' if len(empty) == 1 else 'were'} not read: {why}")
             return
+        known = " ".join(texts)
+        if known.strip():  # the pages that have text say which language to read first
+            ocr = _language_first(ocr, known)
         failed, blank = [], []
         for page in empty:
             try:
                 texts[page - 1] = ocr.pdf_pages(data, [page])[page]
+                if not known.strip() and texts[page - 1].strip():
+                    known = texts[page - 1]  # the first page read decides; read it again if that changed
+                    better = _language_first(ocr, known)
+                    if better != ocr:
+                        ocr = better
+                        texts[page - 1] = ocr.pdf_pages(data, [page])[page]
             except OcrFailed as exc:
                 failed.append(f"page {page}: {exc}")
                 continue
@@ -123,3 +133,18 @@ class PdfReader(Reader):
             b.note(f"{_pages(blank)}: OCR found no text (blank or unreadable scan)")
         if failed:
             b.note("OCR failed on " + "; ".join(failed))
+
+
+def _language_first(ocr: Ocr, text: str) -> Ocr:
+    """``ocr`` with the language of ``text`` first among its languages, when it has it: Tesseract
+    weighs the first language most (with English first it read "Gebühren" as "Gebuhren")."""
+    from dataclasses import replace
+
+    from index.language import detect_language
+
+    found = detect_language(text)
+    lang = TESSERACT.get(found.code)
+    langs = ocr.languages.split("+")
+    if found.confidence < 0.5 or lang not in langs or langs[0] == lang:
+        return ocr
+    return replace(ocr, languages="+".join([lang, *(x for x in langs if x != lang)]))
