@@ -46,6 +46,7 @@ class Ocr:
     languages: str = "eng+por+spa+deu"
     dpi: int = 300
     timeout: float = 120.0
+    cache_dir: Path | None = None  # page texts by (file hash, page, languages, dpi): re-indexing reads none again
 
     def __post_init__(self) -> None:
         if self.dpi < 50:
@@ -65,18 +66,53 @@ class Ocr:
             return f"Tesseract has none of the languages {self.languages!r}; {INSTALL_HINT}"
         return ""
 
-    def pdf_pages(self, data: bytes, pages: list[int]) -> dict[int, str]:
-        """Text of each 1-based page in ``pages`` (pages that fail raise ``OcrFailed``)."""
+    def pdf_pages(self, data: bytes, pages: list[int], digest: str = "") -> dict[int, str]:
+        """Text of each 1-based page in ``pages`` (pages that fail raise ``OcrFailed``).
+        ``digest`` (the file's sha256) enables the cache."""
+        out: dict[int, str] = {}
+        todo = []
+        for page in pages:
+            hit = self._cached(digest, page)
+            if hit is not None:
+                out[page] = hit
+            else:
+                todo.append(page)
+        if not todo:
+            return out
         with tempfile.TemporaryDirectory(prefix="rag-ocr-") as tmp:
             pdf = Path(tmp) / "in.pdf"
             pdf.write_bytes(data)
-            out: dict[int, str] = {}
-            for page in pages:
+            for page in todo:
                 png = Path(tmp) / f"page-{page}"
                 self._run(["pdftoppm", "-f", str(page), "-l", str(page), "-r", str(self.dpi), "-gray", "-png",
                            "-singlefile", str(pdf), str(png)], f"pdftoppm (page {page})")
                 out[page] = self.image(png.with_suffix(".png"))
+                self._store(digest, page, out[page])
         return out
+
+    def _cache_path(self, digest: str, page: int) -> Path | None:
+        if not digest or self.cache_dir is None:
+            return None
+        return Path(self.cache_dir) / digest[:2] / f"{digest}-p{page}-{self.languages}-{self.dpi}.txt"
+
+    def _cached(self, digest: str, page: int) -> str | None:
+        path = self._cache_path(digest, page)
+        try:
+            return path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
+        except OSError:
+            return None
+
+    def _store(self, digest: str, page: int, text: str) -> None:
+        path = self._cache_path(digest, page)
+        if path is None:
+            return
+        try:  # written whole then renamed: a killed run never leaves half a page
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only data dir still OCRs, only without the cache
 
     def image(self, path: Path) -> str:
         """Text of one image file."""

@@ -15,6 +15,7 @@ how to enable OCR, and a PDF with no text at all is refused with that advice.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from pathlib import Path
@@ -101,7 +102,8 @@ class PdfReader(Reader):
     def _ocr(data: bytes, path: Path, texts: list[str], empty: list[int], options: ReadOptions,
              b: TextBuilder) -> None:
         """Fill ``texts`` for the ``empty`` pages by OCR, or note why they stay empty."""
-        ocr = Ocr(options.ocr_languages, options.ocr_dpi)
+        ocr = Ocr(options.ocr_languages, options.ocr_dpi, cache_dir=options.ocr_cache)
+        digest = hashlib.sha256(data).hexdigest()
         why = ocr.missing()
         if not options.ocr:
             why = "OCR is off: set ocr = true (RAG_OCR=true)" + (f"; also {why}" if why else "")
@@ -114,13 +116,13 @@ class PdfReader(Reader):
         failed, blank = [], []
         for page in empty:
             try:
-                texts[page - 1] = ocr.pdf_pages(data, [page])[page]
+                texts[page - 1] = ocr.pdf_pages(data, [page], digest)[page]
                 if not known.strip() and texts[page - 1].strip():
                     known = texts[page - 1]  # the first page read decides; read it again if that changed
                     better = _language_first(ocr, known)
                     if better != ocr:
                         ocr = better
-                        texts[page - 1] = ocr.pdf_pages(data, [page])[page]
+                        texts[page - 1] = ocr.pdf_pages(data, [page], digest)[page]
             except OcrFailed as exc:
                 failed.append(f"page {page}: {exc}")
                 continue

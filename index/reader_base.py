@@ -24,6 +24,7 @@ class ReadOptions:
     ocr: bool = True  # OCR when Tesseract is installed (index.ocr); False = report the pages only
     ocr_languages: str = "eng+por+spa+deu"
     ocr_dpi: int = 300
+    ocr_cache: Path | None = None  # where OCR'd page texts are kept (<data_dir>/ocr-cache)
 
 
 class Reader:

@@ -117,6 +117,22 @@ def test_scanned_pdf_is_read_by_ocr_with_pages(files):
     assert "read by OCR" in doc.notes[0]
 
 
+@needs_ocr
+def test_ocr_results_are_cached_so_reindexing_reads_no_page_again(files, tmp_path, monkeypatch):
+    from index.ocr import Ocr
+
+    opts = ReadOptions(ocr_cache=tmp_path / "ocr-cache")
+    first = read_file(files["scan"], options=opts)
+    assert len(list((tmp_path / "ocr-cache").rglob("*.txt"))) >= 2  # both pages (page 1 maybe twice)
+
+    def no_tools(self, argv, what):
+        raise AssertionError(f"{what} ran although its page is cached")
+
+    monkeypatch.setattr(Ocr, "_run", no_tools)
+    again = read_file(files["scan"], options=opts)
+    assert again.text == first.text and again.content_hash == first.content_hash
+
+
 BAD = {
     "docx": lambda good: good[: len(good) // 2],             # truncated zip
     "pptx": lambda good: b"this is not a slide deck at all",  # wrong content
