@@ -308,4 +308,9 @@ def openai_router(qa, require_auth: bool, keys: Callable[[], set[str]] | None = 
         except RagError as exc:
             return fail(ApiError(503, str(exc), "server_error"))
 
+    @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def unknown(rest: str, request: Request):
+        return fail(ApiError(404, f"no such endpoint: {request.method} /v1/{rest}; this server has GET /v1/models "
+                                  "and POST /v1/chat/completions", code="unknown_url"))
+
     return router

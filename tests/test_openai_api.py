@@ -206,6 +206,8 @@ def test_bearer_auth_on_the_real_routes(make_settings, monkeypatch):
     assert wrong.headers["www-authenticate"] == "Bearer"
     for key in ("beta-key", "ana:s3cret"):  # an API key, or the UI's credentials
         assert http.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    wrong_verb = http.get("/v1/chat/completions")
+    assert wrong_verb.status_code == 404 and "POST /v1/chat/completions" in wrong_verb.json()["error"]["message"]
 
 
 def test_parse_request_history_and_validation():
