@@ -209,6 +209,12 @@ def test_index_and_answer_each_format_with_locations(files, tmp_path, make_setti
     cli = run_cli("ask", CASES["pptx"].question, "--mode", "extractive",
                   env={"RAG_DATA_DIR": str(qa.settings.data_dir)})
     assert cli.returncode == 0 and "slide 2" in cli.stdout, cli.stdout + cli.stderr
+    again = run_cli("index", str(folder), env={"RAG_DATA_DIR": str(qa.settings.data_dir)})
+    assert again.returncode == 1 and "broken_docx.docx: not a readable Word (.docx) file" in again.stdout
+    assert f"{len(files)} unchanged" in again.stdout, again.stdout
+    if "scan" in files:  # the summary line of the scan; its pages come from the OCR cache this time
+        assert "note  " in again.stdout and "had no text layer: read by OCR" in again.stdout
+        assert list((qa.settings.data_dir / "ocr-cache").rglob("*.txt"))
 
 
 def test_source_card_shows_the_location():
