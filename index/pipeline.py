@@ -24,7 +24,8 @@ from index.chunking import Chunker, Span, chunk_id
 from index.errors import IndexingError, RagError
 from index.language import DEFAULT_LANGUAGES, detect_language
 from index.lexical import LexicalIndex
-from index.readers import READERS, SourceDoc, read_file
+from index.locations import in_heading, location_at
+from index.readers import READERS, ReadOptions, SourceDoc, read_file
 from index.sentences import split_sentences
 from index.store import DocRecord, Store
 
@@ -40,6 +41,7 @@ class FileResult:
     embedded: int = 0
     language: str = ""
     reason: str = ""
+    note: str = ""  # a warning about a file that was indexed (e.g. pages without a text layer)
 
 
 @dataclass
@@ -95,12 +97,22 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
     return list(dict.fromkeys(files)), skipped
 
 
+def _where(doc: SourceDoc, offset: int) -> dict:
+    """Location metadata of the text at ``offset``: ``location`` ("page 3", "slide 2", "sheet
+    Revenue, row 14"; "" for plain text) and ``page`` (1-based PDF page or slide; 0 = none, since
+    Chroma metadata cannot hold None)."""
+    region = location_at(doc.regions, offset)
+    return {"location": region.label if region else "", "page": (region.page or 0) if region else 0}
+
+
 class Indexer:
     """Runs incremental indexing into one ``Store`` with one embedding model."""
 
     def __init__(self, store: Store, embed_model, chunker: Chunker, embedder_id: str = "",
-                 languages: tuple[str, ...] = DEFAULT_LANGUAGES, max_file_mb: float = 20.0) -> None:
+                 languages: tuple[str, ...] = DEFAULT_LANGUAGES, max_file_mb: float = 20.0,
+                 read_options: ReadOptions | None = None) -> None:
         self.store, self.embed_model, self.chunker = store, embed_model, chunker
+        self.read_options = read_options or ReadOptions()
         self.embedder_id = embedder_id
         self.languages = languages
         self.max_bytes = int(max_file_mb * 1024 * 1024)
@@ -116,7 +128,7 @@ class Indexer:
         docs: list[SourceDoc] = []
         for i, path in enumerate(files):
             try:
-                docs.append(read_file(path, self.max_bytes))
+                docs.append(read_file(path, self.max_bytes, self.read_options))
             except IndexingError as exc:
                 report.results.append(FileResult(str(path), "", "failed", reason=exc.reason))
             if progress:
@@ -175,7 +187,8 @@ class Indexer:
                 continue
             seen_hashes[doc.content_hash] = doc.doc_id
             if rec and rec.content_hash == doc.content_hash:
-                report.results.append(FileResult(doc.source, doc.doc_id, "unchanged", rec.chunks, 0, rec.language))
+                report.results.append(FileResult(doc.source, doc.doc_id, "unchanged", rec.chunks, 0, rec.language,
+                                                 note="; ".join(doc.notes)))
                 continue
             try:
                 lang, nodes = self._nodes(doc)
@@ -202,7 +215,8 @@ class Indexer:
                 _fault_point("after_commit")
                 self.store.prune(doc.doc_id, doc.content_hash)
                 report.results.append(FileResult(doc.source, doc.doc_id, status, len(nodes),
-                                                 sum(n.node_id in embedded for n in fresh), lang))
+                                                 sum(n.node_id in embedded for n in fresh), lang,
+                                                 note="; ".join(doc.notes)))
             except Exception as exc:  # noqa: BLE001 - one document's store failure must not stop the batch
                 report.results.append(FileResult(doc.source, doc.doc_id, "failed", reason=f"store error: {exc}"))
         self.store.set_journal([])
@@ -223,7 +237,8 @@ class Indexer:
             lang = found.code if found.confidence >= 0.6 else doc_lang
             meta = {"doc_id": doc.doc_id, "source": doc.source, "title": doc.title, "language": lang,
                     "doc_language": doc_lang, "char_start": span.char_start, "char_end": span.char_end,
-                    "chunk_index": i, "doc_hash": doc.content_hash, "embedder": self.embedder_id}
+                    "chunk_index": i, "doc_hash": doc.content_hash, "embedder": self.embedder_id,
+                    **_where(doc, span.char_start)}
             node = TextNode(id_=chunk_id(doc.doc_id, span, doc.content_hash), text=span.text, metadata=meta,
                             start_char_idx=span.char_start, end_char_idx=span.char_end,
                             excluded_embed_metadata_keys=list(meta), excluded_llm_metadata_keys=list(meta))
@@ -237,7 +252,8 @@ class Indexer:
         out = []
         for span in split_sentences(doc.text):
             meta = {"doc_id": doc.doc_id, "doc_hash": doc.content_hash, "language": doc_lang,
-                    "char_start": span.char_start, "char_end": span.char_end}
+                    "char_start": span.char_start, "char_end": span.char_end, **_where(doc, span.char_start),
+                    "is_heading": in_heading(doc.headings, span.char_start, span.char_end)}
             out.append(TextNode(id_="s:" + chunk_id(doc.doc_id, span, doc.content_hash), text=span.text,
                                 metadata=meta))
         return out

@@ -15,9 +15,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 from index.errors import ReaderError
+from index.locations import Region
+from index.reader_base import Reader, ReadOptions
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,9 @@ class SourceDoc:
     title: str
     text: str
     content_hash: str
-
-
-class Reader:
-    """Turns the bytes of one format into text. Subclasses set ``suffixes`` and ``to_text``."""
-
-    suffixes: ClassVar[tuple[str, ...]] = ()
-
-    def to_text(self, data: bytes, path: Path) -> str:
-        raise NotImplementedError
+    regions: tuple[Region, ...] = ()  # page / slide / sheet+row / chapter labels (index.locations)
+    headings: tuple[tuple[int, int], ...] = ()  # spans that are context, not answer sentences
+    notes: tuple[str, ...] = ()  # for the index summary, e.g. pages that had no text layer
 
 
 def decode(data: bytes, path: Path) -> str:
@@ -88,30 +83,19 @@ class HtmlReader(Reader):
         return "\n".join(line for line in lines if line)
 
 
-class PdfReader(Reader):
-    suffixes = (".pdf",)
+__all__ = ["READERS", "SUPPORTED", "Reader", "ReadOptions", "SourceDoc", "decode", "doc_id_for", "read_file"]
 
-    def to_text(self, data: bytes, path: Path) -> str:
-        import io
 
-        from pypdf import PdfReader as _Pdf
-        from pypdf.errors import PdfReadError
+def _registered() -> tuple[Reader, ...]:
+    from index.office import DocxReader, EmlReader, EpubReader, OdtReader, PptxReader, XlsxReader
+    from index.pdf import PdfReader
 
-        try:
-            pdf = _Pdf(io.BytesIO(data))
-            pages = [page.extract_text() or "" for page in pdf.pages]
-        except (PdfReadError, ValueError, KeyError, TypeError) as exc:
-            raise ReaderError(str(path), f"not a readable PDF ({exc})") from exc
-        text = "\n\n".join(p.strip() for p in pages if p.strip())
-        if not text.strip():
-            raise ReaderError(
-                str(path), "PDF has no text layer (scanned image?); run OCR first, then index the text"
-            )
-        return text
+    return (TextReader(), HtmlReader(), PdfReader(), DocxReader(), PptxReader(), XlsxReader(), OdtReader(),
+            EpubReader(), EmlReader())
 
 
 READERS: dict[str, Reader] = {}
-for _reader in (TextReader(), HtmlReader(), PdfReader()):
+for _reader in _registered():
     for _suffix in _reader.suffixes:
         READERS[_suffix] = _reader
 
@@ -124,7 +108,7 @@ def doc_id_for(path: Path) -> str:
     return re.sub(r"[^\w.-]+", "_", stem).strip("_") or "doc"
 
 
-def read_file(path: Path, max_bytes: int = 20 * 1024 * 1024) -> SourceDoc:
+def read_file(path: Path, max_bytes: int = 20 * 1024 * 1024, options: ReadOptions | None = None) -> SourceDoc:
     """Read one file through the reader its suffix selects; raise ReaderError otherwise."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
@@ -138,15 +122,16 @@ def read_file(path: Path, max_bytes: int = 20 * 1024 * 1024) -> SourceDoc:
         data = path.read_bytes()
     except OSError as exc:
         raise ReaderError(str(path), f"cannot read file ({exc.strerror or exc})") from exc
-    text = unicodedata.normalize("NFC", reader.to_text(data, path)).replace("\r\n", "\n").replace("\r", "\n")
-    text = text.replace("\x00", "")
+    got = reader.read(data, path, options or ReadOptions())
+    text = got.text
     if not text.strip():
         raise ReaderError(str(path), "file holds no text")
     if _mostly_control(text):
         raise ReaderError(str(path), "looks like a binary file (mostly control characters), not text")
     title = next((line.strip() for line in text.splitlines() if line.strip()), path.stem)[:120]
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return SourceDoc(doc_id=doc_id_for(path), source=str(path), title=title, text=text, content_hash=digest)
+    return SourceDoc(doc_id=doc_id_for(path), source=str(path), title=title, text=text, content_hash=digest,
+                     regions=got.regions, headings=got.headings, notes=got.notes)
 
 
 def _mostly_control(text: str) -> bool:

@@ -64,6 +64,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         for r in report.results:
             if r.status in ("failed", "skipped", "duplicate", "removed"):
                 print(f"  {r.status:>9}  {r.path}: {r.reason}")
+            elif r.note:
+                print(f"  {'note':>9}  {r.path}: {r.note}")
         counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items()))
         langs = ", ".join(f"{r.doc_id}={r.language}" for r in report.results if r.language)
         print(f"indexed {len(report.results)} file(s): {counts or 'nothing to do'}")
@@ -144,7 +146,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if items:
         print(f"{label}:")
     for c in items:
-        print(f"  [{c.n}] {c.doc_id} ({c.language}) chars {c.char_start}-{c.char_end}: “{c.quote}”")
+        where = f"{c.location}, " if c.location else ""
+        print(f"  [{c.n}] {c.doc_id} ({c.language}) {where}chars {c.char_start}-{c.char_end}: “{c.quote}”")
     note = f"mode={answer.mode} verified={answer.verified} language={answer.language}"
     if answer.fallback:
         note += f" fallback: {answer.fallback}"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from index.chunking import Chunker
 from index.pipeline import Indexer
+from index.readers import ReadOptions
 from index.store import Store
 from rag.settings import Settings
 
@@ -73,4 +74,6 @@ def get_store(s: Settings) -> Store:
 
 def get_indexer(s: Settings, store: Store | None = None) -> Indexer:
     return Indexer(store or get_store(s), get_embedder(s), Chunker(s.chunk_size, s.chunk_overlap),
-                   embedder_id=embedder_id(s), languages=s.detect_languages, max_file_mb=s.max_file_mb)
+                   embedder_id=embedder_id(s), languages=s.detect_languages, max_file_mb=s.max_file_mb,
+                   read_options=ReadOptions(ocr=s.ocr, ocr_languages=s.ocr_languages, ocr_dpi=s.ocr_dpi,
+                                            ocr_cache=s.data_dir / "ocr-cache"))

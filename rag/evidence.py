@@ -247,6 +247,7 @@ def to_evidence(picked: list[NodeWithScore]) -> tuple[list[Evidence], list]:
                                  text=node.node.get_content(), char_start=m["char_start"], char_end=m["char_end"],
                                  score=float(node.score or 0), passage=m["passage"],
                                  passage_start=m["passage_start"], cosine=m["features"]["cos"],
+                                 location=m.get("location", ""), page=int(m.get("page") or 0) or None,
                                  features=m["features"]))
         vectors.append(node.node.embedding)
     return evidence, vectors

@@ -51,6 +51,11 @@ class Settings:
     chunk_overlap: int = 40
     detect_languages: tuple[str, ...] = ("en", "pt", "es", "de", "fr", "it", "nl")
     max_file_mb: float = 20.0
+    # OCR of PDF pages without a text layer (Tesseract + pdftoppm, `make ocr`); languages as
+    # Tesseract names them. Off, or not installed: the index summary names the pages instead.
+    ocr: bool = True
+    ocr_languages: str = "eng+por+spa+deu"
+    ocr_dpi: int = 300
     # Retrieval and evidence.
     retrieval: str = "hybrid"  # hybrid | dense | bm25 (the last two are evaluation baselines)
     top_k: int = 8
@@ -84,6 +89,10 @@ class Settings:
     port: int = 7860
     auth: str = ""  # "user:password"; required when host is not loopback
     max_upload_mb: float = 20.0
+    # OpenAI-compatible API on the UI's port (/v1). Beyond loopback it needs a bearer key: from
+    # $RAG_API_KEYS (comma-separated), this file (one key a line), or the UI's user:password.
+    openai_api: bool = True
+    api_keys_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ loading
@@ -117,7 +126,7 @@ class Settings:
             raise ConfigError(f"retrieval must be hybrid, dense or bm25, got {self.retrieval!r}")
         if self.embed_backend not in BACKENDS:
             raise ConfigError(f"embed_backend must be one of {BACKENDS}, got {self.embed_backend!r}")
-        for name in ("top_k", "dense_k", "bm25_k", "evidence_k", "chunk_size", "threads"):
+        for name in ("top_k", "dense_k", "bm25_k", "evidence_k", "chunk_size", "threads", "ocr_dpi"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.chunk_overlap < self.chunk_size:

@@ -51,13 +51,16 @@ class Evidence:
     passage: str = ""  # the chunk the sentence comes from (for source cards)
     passage_start: int = 0  # document offset of ``passage``
     cosine: float = 0.0  # raw question-sentence cosine (score is the ranker's probability)
+    location: str = ""  # "page 3", "slide 2", "sheet Revenue, row 14", "chapter 4 “Title”"; "" = plain text
+    page: int | None = None  # PDF page or slide number
     features: dict[str, float] = field(default_factory=dict, compare=False)  # the ranker's inputs
 
     def citation(self) -> Citation:
         return Citation(n=self.n, doc_id=self.doc_id, source=self.source, chunk_id=self.chunk_id,
                         language=self.language, quote=self.text, char_start=self.char_start,
                         char_end=self.char_end, score=self.score, title=self.title,
-                        passage=self.passage, passage_start=self.passage_start)
+                        passage=self.passage, passage_start=self.passage_start, location=self.location,
+                        page=self.page)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class Citation:
     title: str = ""
     passage: str = ""
     passage_start: int = 0
+    location: str = ""  # where the quote is: "page 3", "slide 2", "sheet Revenue, row 14" ("" = plain text)
+    page: int | None = None  # PDF page or slide number, when the document has pages
 
 
 @dataclass(frozen=True)
