@@ -67,19 +67,28 @@ class TextReader(Reader):
 
 
 class HtmlReader(Reader):
-    """Visible text only: scripts, styles, templates and comments are dropped."""
+    """The page's content as lines of text, one per block element (paragraph, heading, list item,
+    table cell): inline markup (links, emphasis) stays inside its sentence. Scripts, styles,
+    templates, comments and the page's chrome (``nav``, ``footer``, ``aside``, forms) are dropped."""
 
     suffixes = (".html", ".htm")
+    DROP = ("script", "style", "noscript", "template", "head", "svg", "iframe", "nav", "footer", "aside", "form",
+            "button")
+    BLOCKS = ("p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "br", "tr", "td", "th", "table", "section",
+              "article", "header", "main", "blockquote", "pre", "dd", "dt", "figcaption", "caption", "hr")
 
     def to_text(self, data: bytes, path: Path) -> str:
         from bs4 import BeautifulSoup, Comment
 
         soup = BeautifulSoup(decode(data, path), "html.parser")
-        for tag in soup(["script", "style", "noscript", "template", "head", "svg", "iframe"]):
+        for tag in soup(list(self.DROP)):
             tag.decompose()
         for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
             comment.extract()
-        lines = (line.strip() for line in soup.get_text("\n").splitlines())
+        for tag in soup.find_all(list(self.BLOCKS)):  # a marker between blocks; source line breaks are spaces
+            tag.insert_before("\x00")
+            tag.insert_after("\x00")
+        lines = (" ".join(part.split()) for part in soup.get_text("").split("\x00"))
         return "\n".join(line for line in lines if line)
 
 

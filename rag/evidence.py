@@ -10,8 +10,9 @@ small linear model (``rag/ranker.py``, a conditional logit fitted on benchmark f
 ``python -m eval calibrate``: which candidate of a question holds the answer) scores them:
 
 * what the sentence says: its cosine to the question, relative to the best candidate;
-* its context: the best cosine of its neighbours (the answer often follows the sentence that
-  names the topic), and the question words the sentence and its neighbours share;
+* its context: the best cosine of its neighbours, and the question words found in the sentence
+  or before it in its passage (what a reader knows on reaching it: "It opened in 1921." answers
+  "When did the museum open?" once "The museum ..." came before);
 * what retrieval knew: the dense cosine and the dense / BM25 ranks of its chunk;
 * its length.
 
@@ -157,8 +158,14 @@ class EvidenceSelector(BaseNodePostprocessor):
             near = [order[j] for j in (pos - 1, pos + 1)
                     if 0 <= j < len(order) and got["metadatas"][order[j]]["doc_id"] == doc]
             best = min(chunks, key=lambda c: c.metadata.get("rank") or 99)
+            start = int(best.metadata["char_start"])
+            before, j = [], pos  # this sentence and those before it in its passage (order is by doc, offset)
+            while j >= 0 and got["metadatas"][order[j]]["doc_id"] == doc \
+                    and int(got["metadatas"][order[j]]["char_start"]) >= start:
+                before.append(order[j])
+                j -= 1
             feats = {"cos": float(cos[i]), "ctx_cos": max((float(cos[j]) for j in near), default=float(cos[i])),
-                     "found": found[i], "ctx_found": found[i].union(*(found[j] for j in near)),
+                     "found": found[i], "ctx_found": set().union(*(found[j] for j in before)),
                      "chunk_cos": max((c.metadata.get("dense_score") or 0.0) for c in chunks),
                      "dense_rr": max(1.0 / (1 + c.metadata["dense_rank"]) if c.metadata.get("dense_rank") else 0.0
                                      for c in chunks),
