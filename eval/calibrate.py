@@ -161,7 +161,10 @@ def calibrate(qa: Any, items: Sequence[GoldItem], gold: Path, command: str, prog
     for key in ("kind", "lang", "fold"):
         by[key] = {str(v): summary([r for r in rows if r[key] == v]) for v in sorted({r[key] for r in rows})}
     report = {"out_of_fold": summary(rows), **{f"by_{k}": v for k, v in by.items()}}
-    return {**models, "meta": {"gold": str(gold), "gold_sha256": gold_sha, "questions": len(items),
+    shown = Path(gold).resolve()
+    root = Path(__file__).resolve().parents[1]
+    shown = shown.relative_to(root) if shown.is_relative_to(root) else shown
+    return {**models, "meta": {"gold": str(shown), "gold_sha256": gold_sha, "questions": len(items),
                                "date": datetime.now(UTC).isoformat(timespec="seconds"), "command": command,
                                "report": report}}
 
