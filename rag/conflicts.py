@@ -3,18 +3,29 @@
     >>> find_conflicts(evidence, vectors, primary=0)      # indexes of evidence that disagree with [0]
     [2]
 
-When the sentence an answer quotes states an amount (a number with a scale word or a currency,
-parsed per language by ``index.text.amounts``), an evidence sentence from another document that
-says nearly the same thing (vectors close, score close) but whose amounts have no value in common
-is a disagreement: the answer shows both, each with its citation. No list of "how much" words
-decides when to look: the figures themselves do.
+When the question asks for a quantity and the sentence an answer quotes states an amount (a
+number with a scale word or a currency, parsed per language by ``index.text.amounts``), an
+evidence sentence from another document that says nearly the same thing (vectors close, score
+close) but whose amounts have no value in common is a disagreement: the answer shows both, each
+with its citation. A quantity question is one with a quantity interrogative of its language (a
+closed grammatical class: "how much/many", "quanto", "cuánto", "wie viel") or an amount in it;
+without that test, any two figures near a "who" answer raised the notice.
 """
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
-from index.text import amounts
+from index.text import amounts, fold
+
+_QUANTITY = re.compile(r"\b(?:how (?:much|many)|quant[oa]s?|cuant[oa]s?|wie ?viele?)\b")
+
+
+def asks_quantity(question: str, lang: str) -> bool:
+    """Does the question ask how much / how many (in en, pt, es or de), or name an amount?"""
+    return bool(_QUANTITY.search(fold(question))) or bool(amounts(question, lang))
 
 
 def figures(ev) -> list[tuple[float, str]]:

@@ -25,7 +25,7 @@ from pydantic import ConfigDict, PrivateAttr
 
 from index.language import detect_language, detect_question_language
 from rag.abstain import AbstentionGate
-from rag.conflicts import figures, find_conflicts
+from rag.conflicts import asks_quantity, figures, find_conflicts
 from rag.errors import LLMError, QuestionError
 from rag.evidence import EvidenceSelector, hit_nodes, rerank_hits, to_evidence
 from rag.extractive import extractive_answer, pick_primary
@@ -185,7 +185,7 @@ class CitedQueryEngine(CustomQueryEngine):
         return evidence, vectors, rerank_hits(hits, scored)
 
     def _conflicts(self, question: str, evidence: list[Evidence], vectors: list, lang: str) -> list[Conflict]:
-        if any(v is None for v in vectors):
+        if not asks_quantity(question, lang) or any(v is None for v in vectors):
             return []
         primary = pick_primary(lang, evidence)
         index = evidence.index(primary)

@@ -36,7 +36,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from pydantic import PrivateAttr
 
 from index.store import Store
-from index.text import content_words, fold, stem, token_key
+from index.text import content_words, fold, stem, stems_related, token_key
 from rag.ranker import Ranker
 from rag.types import Evidence, Hit
 
@@ -96,7 +96,13 @@ def _question_terms(question: str, lang: str) -> dict[str, tuple[str, ...]]:
 
 
 def _found(qterms: dict[str, tuple[str, ...]], raw: dict[str, str], keys: set[str], lang: str) -> set[str]:
-    return {q for q, alts in qterms.items() if any(a in keys for a in alts) or stem(raw[q], lang) in keys}
+    """The question's terms a sentence holds: same key, or related stems (``stems_related``)."""
+    out = set()
+    for q, alts in qterms.items():
+        forms = {*alts, stem(raw[q], lang)}
+        if forms & keys or any(stems_related(f, k) for f in forms for k in keys):
+            out.add(q)
+    return out
 
 
 class EvidenceSelector(BaseNodePostprocessor):

@@ -129,6 +129,9 @@ class Settings:
         for name in ("top_k", "dense_k", "bm25_k", "evidence_k", "chunk_size", "threads", "ocr_dpi"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.abstain_threshold != -1 and not 0.0 <= self.abstain_threshold <= 1.0:
+            raise ConfigError(f"abstain_threshold must be within [0, 1] (or -1: the ranker file's), "
+                              f"got {self.abstain_threshold}")
         if not 0 <= self.chunk_overlap < self.chunk_size:
             raise ConfigError(
                 f"chunk_overlap must be >= 0 and < chunk_size ({self.chunk_size}), got {self.chunk_overlap}"

@@ -16,7 +16,12 @@ NOT_FOUND = {"en": "Not found in the documents.", "pt": "Não encontrado nos doc
              "es": "No se encontró en los documentos.", "de": "In den Dokumenten nicht gefunden."}
 
 
-@pytest.mark.parametrize("lang", sorted(ADVISOR))
+# "Wer berät AIP?": the answer says "Technologieberater"; the rule that matched "berät" inside
+# that compound was fitted to this question and is gone, and no German decompounder ships here.
+# The chain now quotes the sentence that introduces AIP (see docs/EVAL.md, known failures).
+@pytest.mark.parametrize("lang", [pytest.param(lang, marks=pytest.mark.xfail(
+    strict=True, reason="German compound: berät vs Technologieberater")) if lang == "de" else lang
+    for lang in sorted(ADVISOR)])
 def test_who_advises_aip_in_each_language(corpus_qa, lang):
     ans = corpus_qa.ask(ADVISOR[lang])
     assert not ans.abstained and ans.language == lang and not ans.verified  # a quote: nothing to verify
