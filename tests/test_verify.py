@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 def evidence(corpus_qa):
     ans = corpus_qa.ask("Who advises AIP?")
     q = "Who advises AIP?"
-    ev, _ = corpus_qa.engine._evidence(q, ans.retrieved, corpus_qa.engine.embed_model.get_query_embedding(q), "en")
+    ev, _, _ = corpus_qa.engine._evidence(q, ans.retrieved, corpus_qa.engine.embed_model.get_query_embedding(q), "en")
     return ev
 
 
