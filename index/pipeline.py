@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from index.chunking import Chunker, Span, chunk_id
+from index.docids import assign_ids
 from index.errors import IndexingError, RagError
 from index.language import DEFAULT_LANGUAGES, detect_language
 from index.lexical import LexicalIndex
-from index.readers import READERS, SourceDoc, read_file
+from index.readers import READERS, SUPPORTED, SourceDoc, read_file
 from index.sentences import split_sentences
 from index.store import DocRecord, Store
 
@@ -76,9 +77,9 @@ def _fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def discover(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
-    """Files to read under ``paths``; unsupported files inside folders are reported as skipped."""
-    files: list[Path] = []
+def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path]], list[FileResult]]:
+    """(root, file) pairs to read under ``paths``; unsupported files inside folders are skipped."""
+    files: list[tuple[Path, Path]] = []
     skipped: list[FileResult] = []
     for root in paths:
         root = Path(root)
@@ -87,12 +88,15 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
                 if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
                     continue
                 if p.suffix.lower() in READERS:
-                    files.append(p)
+                    files.append((root, p))
                 else:
                     skipped.append(FileResult(str(p), "", "skipped", reason=f"unsupported type '{p.suffix}'"))
         else:
-            files.append(root)  # read_file reports missing or unsupported files itself
-    return list(dict.fromkeys(files)), skipped
+            files.append((root, root))  # read_file reports missing or unsupported files itself
+    first: dict[Path, tuple[Path, Path]] = {}
+    for root, p in files:  # a file reached from two roots is indexed once, from the first
+        first.setdefault(p.resolve(), (root, p))
+    return list(first.values()), skipped
 
 
 class Indexer:
@@ -113,17 +117,21 @@ class Indexer:
         report = IndexReport(repaired=self.store.repair())
         files, skipped = discover(paths)
         report.results.extend(skipped)
+        ids = assign_ids(files, {r.doc_id: r.source for r in self.store.documents()}, SUPPORTED)
         docs: list[SourceDoc] = []
-        for i, path in enumerate(files):
+        notes: dict[str, str] = {}
+        for i, (_, path) in enumerate(files):
+            assigned = ids[path]
             try:
-                docs.append(read_file(path, self.max_bytes))
+                docs.append(read_file(path, self.max_bytes, assigned.doc_id))
+                notes[assigned.doc_id] = assigned.note
             except IndexingError as exc:
-                report.results.append(FileResult(str(path), "", "failed", reason=exc.reason))
+                report.results.append(FileResult(str(path), assigned.doc_id, "failed", reason=exc.reason))
             if progress:
                 progress("read", i + 1, len(files))
         # Removals first, so a file renamed since the last run is indexed under its new name.
         changed = remove_missing and self._remove_missing(paths, {d.doc_id for d in docs}, report)
-        changed |= self._index_docs(docs, report, progress)
+        changed |= self._index_docs(docs, report, progress, notes)
         if changed or report.repaired:
             self.store.bump_generation()
         self.lexical(rebuild=changed or bool(report.repaired))
@@ -163,7 +171,8 @@ class Indexer:
         return lex
 
     # ------------------------------------------------------------------ steps
-    def _index_docs(self, docs: list[SourceDoc], report: IndexReport, progress: Progress | None) -> bool:
+    def _index_docs(self, docs: list[SourceDoc], report: IndexReport, progress: Progress | None,
+                    notes: dict[str, str] | None = None) -> bool:
         seen_hashes: dict[str, str] = {}
         todo: list[tuple[SourceDoc, str, list, list]] = []
         for doc in docs:
@@ -202,7 +211,8 @@ class Indexer:
                 _fault_point("after_commit")
                 self.store.prune(doc.doc_id, doc.content_hash)
                 report.results.append(FileResult(doc.source, doc.doc_id, status, len(nodes),
-                                                 sum(n.node_id in embedded for n in fresh), lang))
+                                                 sum(n.node_id in embedded for n in fresh), lang,
+                                                 reason=(notes or {}).get(doc.doc_id, "")))
             except Exception as exc:  # noqa: BLE001 - one document's store failure must not stop the batch
                 report.results.append(FileResult(doc.source, doc.doc_id, "failed", reason=f"store error: {exc}"))
         self.store.set_journal([])

@@ -124,8 +124,9 @@ def doc_id_for(path: Path) -> str:
     return re.sub(r"[^\w.-]+", "_", stem).strip("_") or "doc"
 
 
-def read_file(path: Path, max_bytes: int = 20 * 1024 * 1024) -> SourceDoc:
-    """Read one file through the reader its suffix selects; raise ReaderError otherwise."""
+def read_file(path: Path, max_bytes: int = 20 * 1024 * 1024, doc_id: str = "") -> SourceDoc:
+    """Read one file through the reader its suffix selects; raise ReaderError otherwise.
+    ``doc_id`` is given by the indexer (``index.docids``); alone, a file's id is its stem."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise ReaderError(str(path), f"unsupported file type '{path.suffix}'; supported: {', '.join(SUPPORTED)}")
@@ -146,7 +147,7 @@ def read_file(path: Path, max_bytes: int = 20 * 1024 * 1024) -> SourceDoc:
         raise ReaderError(str(path), "looks like a binary file (mostly control characters), not text")
     title = next((line.strip() for line in text.splitlines() if line.strip()), path.stem)[:120]
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return SourceDoc(doc_id=doc_id_for(path), source=str(path), title=title, text=text, content_hash=digest)
+    return SourceDoc(doc_id=doc_id or doc_id_for(path), source=str(path), title=title, text=text, content_hash=digest)
 
 
 def _mostly_control(text: str) -> bool:
