@@ -50,6 +50,7 @@ class IndexReport:
     documents: int = 0
     chunks: int = 0
     repaired: list[str] = field(default_factory=list)
+    lease_from: str = ""  # the writer whose expired lease this run took over (it had died)
 
     @property
     def chunks_embedded(self) -> int:
@@ -68,13 +69,20 @@ class IndexReport:
     def to_dict(self) -> dict:
         return {"ok": not self.failed, "counts": self.counts(), "chunks_embedded": self.chunks_embedded,
                 "documents": self.documents, "chunks": self.chunks, "seconds": round(self.seconds, 3),
-                "repaired": self.repaired, "files": [asdict(r) for r in self.results]}
+                "repaired": self.repaired, "lease_from": self.lease_from, "files": [asdict(r) for r in self.results]}
+
+
+_FAULT_HITS: dict[str, int] = {}
 
 
 def _fault_point(name: str) -> None:
-    """Crash-safety tests kill the process here (RAG_FAULT_KILL_AT=after_add|after_commit)."""
-    if os.environ.get("RAG_FAULT_KILL_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    """Crash-safety tests kill the process here: RAG_FAULT_KILL_AT=after_add|after_commit, or
+    ``after_add:3`` for the third time the point is reached (half-way through a batch)."""
+    point, _, nth = os.environ.get("RAG_FAULT_KILL_AT", "").partition(":")
+    if point == name:
+        _FAULT_HITS[name] = _FAULT_HITS.get(name, 0) + 1
+        if _FAULT_HITS[name] >= int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path]], list[FileResult]]:
@@ -112,6 +120,14 @@ class Indexer:
     # ------------------------------------------------------------------ public
     def index_paths(self, paths: Iterable[Path], progress: Progress | None = None,
                     remove_missing: bool = True) -> IndexReport:
+        """Index ``paths`` under the store's write lease (one writer at a time, any process)."""
+        with self.store.write_lease() as lease:
+            report = self._index_paths(paths, progress, remove_missing)
+            if lease.taken_over is not None:
+                report.lease_from = lease.taken_over.owner
+            return report
+
+    def _index_paths(self, paths: Iterable[Path], progress: Progress | None, remove_missing: bool) -> IndexReport:
         started = time.perf_counter()
         paths = [Path(p) for p in paths]
         report = IndexReport(repaired=self.store.repair())
@@ -140,11 +156,12 @@ class Indexer:
         return report
 
     def remove(self, doc_id: str) -> bool:
-        removed = self.store.remove(doc_id)
-        if removed:
-            self.store.bump_generation()
-            self.lexical(rebuild=True)
-        return removed
+        with self.store.write_lease():
+            removed = self.store.remove(doc_id)
+            if removed:
+                self.store.bump_generation()
+                self.lexical(rebuild=True)
+            return removed
 
     def lexical(self, rebuild: bool = False) -> LexicalIndex:
         """The BM25 side index for the store's current generation (loaded, or rebuilt from Chroma)."""
@@ -198,6 +215,7 @@ class Indexer:
         self.store.set_journal([d.doc_id for d, _, _, _ in todo])
         embedded = self._embed_missing([n for _, _, nodes, sents in todo for n in (*nodes, *sents)], progress)
         for doc, lang, nodes, sents in todo:
+            self.store.lease.check()  # a writer that lost its lease stops here, before writing more
             status = "updated" if self.store.doc(doc.doc_id) else "added"
             try:
                 fresh = [n for n in nodes if n.embedding is not None]

@@ -33,6 +33,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from index.errors import StoreError
+from index.lease import WriteLease
 
 META_ID = "__meta__"
 _BATCH = 2000
@@ -129,6 +130,11 @@ class _Deadlines:
 
     def __exit__(self, *exc) -> None:
         self._inner.__exit__(*exc)
+
+
+def _control(record_id: str) -> bool:
+    """Registry records that are not documents: ``__meta__`` and the write lease chain."""
+    return record_id.startswith("__") and record_id.endswith("__") or record_id.startswith("__lease__:")
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
@@ -228,7 +234,7 @@ class Store:
     """Chunks and document registry for one embedding model in one Chroma database."""
 
     def __init__(self, data_dir: Path, embedder_id: str, chroma_url: str = "", prefix: str = "rag",
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, lease_seconds: float = 30.0, lease_wait: float = 600.0) -> None:
         self.data_dir = Path(data_dir)
         self.chroma_url = chroma_url
         self.name = f"{prefix}-{embedder_id}"[:60].strip("-_.")
@@ -256,6 +262,11 @@ class Store:
         self.registry = _Guarded(self.registry, self)
         self._vector_store = None
         self._snapshot = threading.local()  # committed hashes one question reads with
+        self.lease = WriteLease(self.registry, self.where, lease_seconds, lease_wait)
+
+    def write_lease(self) -> WriteLease:
+        """The store's write lease (``with store.write_lease(): ...``); see ``index.lease``."""
+        return self.lease
 
     def failure(self, operation: str, exc: BaseException) -> StoreError:
         """The StoreError for a failed Chroma call: where, what, and what to do."""
@@ -285,7 +296,7 @@ class Store:
     def committed_hashes(self) -> dict[str, str]:
         """doc_id -> content hash of every committed document."""
         got = self.registry.get(include=["metadatas"])
-        return {i: m["content_hash"] for i, m in zip(got["ids"], got["metadatas"]) if i != META_ID}
+        return {i: m["content_hash"] for i, m in zip(got["ids"], got["metadatas"]) if not _control(i)}
 
     def new_snapshot(self) -> None:
         """Start a question's snapshot of committed versions (its first read, the dense query)."""
@@ -333,7 +344,7 @@ class Store:
 
     def documents(self) -> list[DocRecord]:
         got = self.registry.get(include=["metadatas"])
-        recs = [DocRecord(**m) for i, m in zip(got["ids"], got["metadatas"]) if i != META_ID]
+        recs = [DocRecord(**m) for i, m in zip(got["ids"], got["metadatas"]) if not _control(i)]
         return sorted(recs, key=lambda r: r.doc_id)
 
     def doc(self, doc_id: str) -> DocRecord | None:

@@ -53,6 +53,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         _rebuild(settings)
         qa = Assistant(settings)
     paths = args.paths or [str(settings.corpus_dir)]
+    qa.store.lease.on_wait = lambda note: print(note, file=sys.stderr, flush=True)
     progress, close = _progress_bar(not args.json and sys.stderr.isatty())
     try:
         report = qa.index(paths, progress)
@@ -62,8 +63,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         for r in report.results:
-            if r.status in ("failed", "skipped", "duplicate", "removed"):
-                print(f"  {r.status:>9}  {r.path}: {r.reason}")
+            if r.status in ("failed", "skipped", "duplicate", "removed") or r.reason:
+                print(f"  {r.status:>9}  {_printable(r.path)}: {r.reason}")
         counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items()))
         langs = ", ".join(f"{r.doc_id}={r.language}" for r in report.results if r.language)
         print(f"indexed {len(report.results)} file(s): {counts or 'nothing to do'}")
@@ -71,9 +72,18 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"languages: {langs}")
         if report.repaired:
             print(f"repaired after an interrupted run: {', '.join(report.repaired)}")
+        if report.lease_from:
+            print(f"took over the write lease of a writer that stopped without releasing it: {report.lease_from}")
         print(f"{report.chunks_embedded} chunks embedded in {report.seconds:.1f}s; "
               f"store now holds {report.documents} documents, {report.chunks} chunks")
     return 1 if report.failed else 0
+
+
+def _printable(text: str) -> str:
+    """A path for the terminal: control characters and bidi marks shown as escapes, never obeyed."""
+    import unicodedata
+
+    return "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf") else ascii(ch)[1:-1] for ch in text)
 
 
 def _rebuild(settings: Settings) -> None:

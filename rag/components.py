@@ -68,7 +68,7 @@ def embedder_id(s: Settings) -> str:
 
 def get_store(s: Settings) -> Store:
     return Store(s.data_dir, embedder_id(s), chroma_url=s.chroma_url, prefix=s.collection_prefix,
-                 timeout=s.chroma_timeout)
+                 timeout=s.chroma_timeout, lease_seconds=s.write_lease_seconds, lease_wait=s.write_wait_seconds)
 
 
 def get_indexer(s: Settings, store: Store | None = None) -> Indexer:

@@ -46,6 +46,10 @@ class Settings:
     chroma_url: str = ""
     chroma_timeout: float = 5.0
     collection_prefix: str = "rag"
+    # Writers (indexing, uploads, removals) take the store's write lease, one at a time across
+    # processes; a writer killed without releasing it blocks others for at most this long.
+    write_lease_seconds: float = 30.0
+    write_wait_seconds: float = 600.0  # how long a second writer waits for the lease
     # Chunking (tiktoken cl100k_base tokens).
     chunk_size: int = 200
     chunk_overlap: int = 40
@@ -116,7 +120,7 @@ class Settings:
             raise ConfigError(f"retrieval must be hybrid, dense or bm25, got {self.retrieval!r}")
         if self.embed_backend not in BACKENDS:
             raise ConfigError(f"embed_backend must be one of {BACKENDS}, got {self.embed_backend!r}")
-        for name in ("top_k", "dense_k", "bm25_k", "evidence_k", "chunk_size", "threads"):
+        for name in ("top_k", "dense_k", "bm25_k", "evidence_k", "chunk_size", "threads", "write_lease_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.chunk_overlap < self.chunk_size:
