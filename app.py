@@ -26,6 +26,7 @@ from typing import Any
 import gradio as gr
 
 from rag import Answer, Assistant, Citation, RagError, Settings
+from rag.defaults import apply_process_defaults
 
 LANGUAGES = ["en", "pt", "es", "de"]
 UPLOAD_TYPES = (".txt", ".md", ".html", ".htm", ".pdf")
@@ -304,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="TOML config file (default ./rag.toml or $RAG_CONFIG)")
     p.add_argument("--data-dir", help="where the index lives (default ./.rag or $RAG_DATA_DIR)")
     args = p.parse_args(argv)
+    apply_process_defaults()
     try:
         settings = Settings.load(args.config, data_dir=args.data_dir)
         host, port, auth = args.host or settings.host, args.port or settings.port, args.auth or settings.auth

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from rag.errors import RagError
@@ -235,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # The model loaders' own progress bars would bury a one-line error; ours (indexing) stay.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from rag.defaults import apply_process_defaults
+
+    apply_process_defaults()  # offline, no telemetry, 1 thread (README "Threads"); kept if set
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
