@@ -171,7 +171,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     argv = []
     for flag, value in (("--host", args.host), ("--port", args.port), ("--auth", args.auth),
-                        ("--config", args.config), ("--data-dir", args.data_dir)):
+                        ("--auth-file", args.auth_file), ("--config", args.config), ("--data-dir", args.data_dir)):
         if value:
             argv += [flag, str(value)]
     if args.chroma_url:
@@ -224,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="start the chat UI")
     s.add_argument("--host", help="address to bind (default: settings host, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default: settings port, 7860)")
-    s.add_argument("--auth", help="user:password (required when binding beyond 127.0.0.1)")
+    s.add_argument("--auth-file", help="credentials file (or RAG_AUTH_FILE, RAG_READER_PASSWORD, RAG_ADMIN_PASSWORD); "
+                   "required when binding beyond 127.0.0.1")
+    s.add_argument("--auth", help=argparse.SUPPRESS)  # refused by the app: argv is visible to every local user
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("eval", help="evaluation runs (same as python -m eval)")

@@ -85,7 +85,8 @@ class Settings:
     # UI.
     host: str = "127.0.0.1"
     port: int = 7860
-    auth: str = ""  # "user:password"; required when host is not loopback
+    auth: str = ""  # one admin "user:password" (env or rag.toml only, never argv); see rag/auth.py
+    auth_file: Path = Path("")  # '<reader|admin> <user> <password>' per line, chmod 600 (rag/auth.py)
     max_upload_mb: float = 20.0
     extra: dict[str, Any] = field(default_factory=dict)
 
