@@ -153,9 +153,12 @@ class WriteLease:
             self._stop.set()
             if self._beat is not None:
                 self._beat.join(self.seconds)
-            cur = self.latest()
-            if cur is not None and cur.n == self._n and cur.owner == self.owner:
-                self._write(self._n, released=True, add=False)
+            try:
+                cur = self.latest()
+                if cur is not None and cur.n == self._n and cur.owner == self.owner:
+                    self._write(self._n, released=True, add=False)
+            except Exception:  # noqa: BLE001 - store down or disk full: the lease expires by itself
+                pass
 
     def __enter__(self) -> WriteLease:
         self.acquire()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from index.chunking import Chunker, Span, chunk_id
 from index.docids import assign_ids
-from index.errors import IndexingError, RagError
+from index.errors import IndexingError, RagError, ReaderError
 from index.language import DEFAULT_LANGUAGES, detect_language
 from index.lexical import LexicalIndex
 from index.readers import READERS, SUPPORTED, SourceDoc, read_file
@@ -107,6 +107,37 @@ def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path]], list[FileR
     return list(first.values()), skipped
 
 
+def read_stable(path: Path, max_bytes: int, doc_id: str) -> SourceDoc:
+    """``read_file``, plus: a file that changes or vanishes while it is read, or that a reader's
+    library cannot parse (any exception), is one failed file with a clear reason - never a crash
+    of the batch, never a half-read version indexed (what was committed before stays)."""
+    before = _stamp(path)
+    try:
+        doc = read_file(path, max_bytes, doc_id)
+    except IndexingError:
+        raise
+    except MemoryError as exc:
+        raise ReaderError(str(path), "too large to read into memory; split it or lower max_file_mb") from exc
+    except Exception as exc:  # noqa: BLE001 - a damaged file must not stop the batch
+        raise ReaderError(str(path), f"could not be parsed ({type(exc).__name__}: {str(exc)[:200]}); the file "
+                          "may be damaged: open and re-save it, or convert it to text") from exc
+    after = _stamp(path)
+    if after is None:
+        raise ReaderError(str(path), "the file vanished while it was being read; nothing of it was indexed")
+    if before != after:
+        raise ReaderError(str(path), "the file changed while it was being read; nothing of this read was "
+                          "indexed - run `rag index` again once it is written completely")
+    return doc
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 class Indexer:
     """Runs incremental indexing into one ``Store`` with one embedding model."""
 
@@ -139,7 +170,7 @@ class Indexer:
         for i, (_, path) in enumerate(files):
             assigned = ids[path]
             try:
-                docs.append(read_file(path, self.max_bytes, assigned.doc_id))
+                docs.append(read_stable(path, self.max_bytes, assigned.doc_id))
                 notes[assigned.doc_id] = assigned.note
             except IndexingError as exc:
                 report.results.append(FileResult(str(path), assigned.doc_id, "failed", reason=exc.reason))

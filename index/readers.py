@@ -99,6 +99,7 @@ class PdfReader(Reader):
 
         try:
             pdf = _Pdf(io.BytesIO(data))
+            _decrypt(pdf, path)
             pages = [page.extract_text() or "" for page in pdf.pages]
         except (PdfReadError, ValueError, KeyError, TypeError) as exc:
             raise ReaderError(str(path), f"not a readable PDF ({exc})") from exc
@@ -108,6 +109,22 @@ class PdfReader(Reader):
                 str(path), "PDF has no text layer (scanned image?); run OCR first, then index the text"
             )
         return text
+
+
+def _decrypt(pdf, path: Path) -> None:
+    """Open an encrypted PDF with the empty password (\"no password to read\"), or say what to do."""
+    if not pdf.is_encrypted:
+        return
+    from pypdf.errors import DependencyError
+
+    try:
+        opened = pdf.decrypt("")
+    except DependencyError as exc:
+        raise ReaderError(str(path), "PDF is encrypted with AES and pypdf needs the `cryptography` package for "
+                          "it: `pip install cryptography`, or decrypt it first (`qpdf --decrypt in.pdf out.pdf`)") from exc
+    if not opened:
+        raise ReaderError(str(path), "PDF is encrypted (password-protected); decrypt it first, e.g. "
+                          "`qpdf --decrypt --password=PASSWORD in.pdf out.pdf`, then index the result")
 
 
 READERS: dict[str, Reader] = {}
@@ -134,7 +151,8 @@ def read_file(path: Path, max_bytes: int = 20 * 1024 * 1024, doc_id: str = "") -
         size = path.stat().st_size
         if size > max_bytes:
             raise ReaderError(
-                str(path), f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit (max_file_mb)"
+                str(path), f"file is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:g} MB limit (max_file_mb); "
+                "split it, or raise max_file_mb"
             )
         data = path.read_bytes()
     except OSError as exc:

@@ -137,6 +137,13 @@ def _control(record_id: str) -> bool:
     return record_id.startswith("__") and record_id.endswith("__") or record_id.startswith("__lease__:")
 
 
+def _disk_full(exc: BaseException) -> bool:
+    import errno
+
+    text = str(exc).lower()
+    return getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in text or "no space left" in text
+
+
 def _one_line(exc: BaseException, limit: int = 200) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:limit]
@@ -270,6 +277,10 @@ class Store:
 
     def failure(self, operation: str, exc: BaseException) -> StoreError:
         """The StoreError for a failed Chroma call: where, what, and what to do."""
+        if _disk_full(exc):
+            return StoreError(
+                f"the disk holding {self.where} is full (during {operation}: {_one_line(exc, 120)}); free some "
+                "space, then run `rag index` again: documents committed before are kept, the rest is repaired")
         if self.chroma_url:
             return StoreError(
                 f"Chroma server at {self.chroma_url} failed during {operation} ({type(exc).__name__}: "
