@@ -144,6 +144,17 @@ def _disk_full(exc: BaseException) -> bool:
     return getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in text or "no space left" in text
 
 
+def _low_space(path: Path, below: int = 4 << 20) -> bool:
+    """Chroma reports a full disk as e.g. "Failed to apply logs to the metadata segment": when a
+    local store fails, a nearly full disk under it is the likely cause."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(path).free < below
+    except OSError:
+        return False
+
+
 def _one_line(exc: BaseException, limit: int = 200) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:limit]
@@ -277,7 +288,7 @@ class Store:
 
     def failure(self, operation: str, exc: BaseException) -> StoreError:
         """The StoreError for a failed Chroma call: where, what, and what to do."""
-        if _disk_full(exc):
+        if _disk_full(exc) or (not self.chroma_url and _low_space(self.data_dir)):
             return StoreError(
                 f"the disk holding {self.where} is full (during {operation}: {_one_line(exc, 120)}); free some "
                 "space, then run `rag index` again: documents committed before are kept, the rest is repaired")
