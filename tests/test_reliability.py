@@ -526,12 +526,13 @@ def test_queries_during_reindexing_see_one_whole_version(tmp_path, make_settings
 
 
 # ====================================================================== the running app
-def _start_app(data: Path, model_dir: Path, *args: str) -> tuple[subprocess.Popen, str, Path]:
+def _start_app(data: Path, model_dir: Path, *args: str, env_extra: dict | None = None,
+               ) -> tuple[subprocess.Popen, str, Path]:
     import httpx
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "GRADIO_"))}
     env.update(RAG_DATA_DIR=str(data), RAG_MODEL_DIR=str(model_dir), RAG_MODE="extractive",
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False", **(env_extra or {}))
     port = free_port()
     log_path = data / f"app-{port}.log"
     with open(log_path, "w") as log:
@@ -632,7 +633,8 @@ def test_load_200_questions_at_concurrency_8(app_data, model_dir):
 def test_auth_is_enforced_on_the_api(app_data, model_dir):
     from gradio_client import Client
 
-    proc, url, _ = _start_app(app_data, model_dir, "--auth", "alice:correct-horse")
+    proc, url, _ = _start_app(app_data, model_dir, env_extra={"RAG_ADMIN_USER": "alice",
+                                                               "RAG_ADMIN_PASSWORD": "correct-horse"})
     try:
         import httpx
 
