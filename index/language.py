@@ -84,18 +84,20 @@ def detect_question_language(
     """A question's language among ``supported``; short or ambiguous ones fall back to ``default``.
 
     Names, acronyms and numbers say nothing about the language (and lingua reads "CEO" and
-    "BlackRock" as English), so they are left out when at least two other words remain. Inverted
-    punctuation settles very short Spanish questions.
+    "BlackRock" as English), so the question is also read without them (when two other words
+    remain) and the more confident reading wins. Inverted punctuation settles short Spanish ones.
     """
-    rest = without_names(question)
-    if len(rest.split()) >= 2:
-        question = rest
     by_script = _script_language(question)
     if by_script is not None:
         return by_script if by_script != UNKNOWN else default
     if "¿" in question or "¡" in question:
         return "es" if "es" in supported else default
-    found = detect_language(question, tuple(dict.fromkeys((*supported, *DEFAULT_LANGUAGES))))
-    if found.code in supported and found.confidence >= 0.3:
-        return found.code
+    rest = without_names(question)
+    best = None
+    for text in (question, rest) if len(rest.split()) >= 2 else (question,):
+        found = detect_language(text, tuple(dict.fromkeys((*supported, *DEFAULT_LANGUAGES))))
+        if found.code in supported and found.confidence >= 0.3 and (best is None or found.confidence > best.confidence):
+            best = found
+    if best is not None:
+        return best.code
     return default
