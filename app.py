@@ -1,10 +1,12 @@
 """Chat UI for the multilingual RAG service: a thin Gradio layer over ``rag.Assistant``.
 
     $ python app.py                      # http://127.0.0.1:7860 (indexes corpus/ if the store is empty)
-    $ python app.py --host 0.0.0.0 --auth user:secret
+    $ RAG_AUTH_FILE=/etc/rag/users python app.py --host 0.0.0.0     # readers and admins (rag.auth)
 
 Everything about answering lives in ``rag``; this file only renders. Safety rules kept here:
-loopback unless authenticated; uploads limited in size and type and stored under sanitised names
+loopback unless authenticated (credentials from the environment or a file, never argv); with
+authentication on, only admins upload and remove documents; uploads and removals run in their
+own queue (``ingest``), so questions are answered meanwhile, from the last committed version; uploads limited in size and type and stored under sanitised names
 in ``<data_dir>/uploads``; Gradio's file cache lives in ``<data_dir>/gradio-tmp`` and no other
 path is served; every document or answer string is HTML-escaped before it reaches the page.
 """
@@ -26,6 +28,8 @@ from typing import Any
 import gradio as gr
 
 from rag import Answer, Assistant, Citation, RagError, Settings
+from rag.auth import Credentials, load_credentials
+from rag.defaults import apply_process_defaults
 from rag.openai_api import openai_router
 
 LANGUAGES = ["en", "pt", "es", "de"]
@@ -78,14 +82,15 @@ def passage_html(c: Citation) -> str:
 
 def card_html(c: Citation, kind: str) -> str:
     """One clickable citation: <summary> opens a source card (name, language, highlighted passage)."""
-    name = Path(c.source).name or c.doc_id
+    name = shown_path(c.source) or c.doc_id
     where = f" · {esc(c.location)}" if c.location else ""
     location = f'<span data-testid="card-location">{esc(c.location)}</span> · ' if c.location else ""
     return (f'<details class="rag-cite" data-testid="{kind}" data-n="{c.n}">'
             f'<summary data-testid="{kind}-{c.n}">[{c.n}] {esc(short(c.title or c.doc_id))} '
             f'<span class="rag-meta">{esc(c.doc_id)}{where} · {esc(c.language)}</span></summary>'
             f'<div class="rag-card" data-testid="source-card">'
-            f'<div class="rag-meta"><b data-testid="card-doc">{esc(c.doc_id)}</b> · file {esc(name)} · '
+            f'<div class="rag-meta"><b data-testid="card-doc">{esc(c.doc_id)}</b> · file '
+            f'<span data-testid="card-file">{esc(name)}</span> · '
             f'{location}language <span data-testid="card-lang">{esc(c.language)}</span> · '
             f'characters {c.char_start}–{c.char_end}</div>'
             f'<blockquote data-testid="card-passage">{passage_html(c)}</blockquote></div></details>')
@@ -111,6 +116,14 @@ def panel_html(answer: Answer) -> str:
     return "".join(out)
 
 
+def shown_path(source: str) -> str:
+    """A document's file as users see it: relative to the working directory when inside it."""
+    try:
+        return Path(source).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):
+        return source
+
+
 # ---------------------------------------------------------------------- uploads
 def safe_name(name: str) -> str:
     """A file name with no path parts, no leading dot, only [A-Za-z0-9._-], suffix kept (lower case)."""
@@ -134,11 +147,17 @@ def unique_path(folder: Path, name: str, taken: set[str]) -> Path:
 
 
 # ---------------------------------------------------------------------- the app
-def build_ui(qa: Assistant) -> gr.Blocks:
+def build_ui(qa: Assistant, creds: Credentials | None = None) -> gr.Blocks:
     settings = qa.settings
+    creds = creds or Credentials()
     uploads = (settings.data_dir / "uploads").resolve()
     modes = qa.available_modes()
-    limit = dict(concurrency_id="rag", concurrency_limit=1)
+    limit = dict(concurrency_id="rag", concurrency_limit=1)  # questions: one at a time (README "Threads")
+    ingest = dict(concurrency_id="ingest", concurrency_limit=1)  # uploads, removals: their own worker
+
+    def need_admin(request: gr.Request | None) -> None:
+        if not creds.is_admin(getattr(request, "username", None)):
+            raise gr.Error("adding and removing documents needs an admin login; this user may only ask")
 
     def doc_rows() -> list[list[Any]]:
         return [[d.doc_id, d.language, d.chunks, d.chars, d.title[:80]] for d in qa.documents()]
@@ -185,7 +204,13 @@ def build_ui(qa: Assistant) -> gr.Blocks:
         index = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
         return next((t["panel"] for t in turns if t["msg"] == index), gr.skip())
 
-    def upload(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+    def upload(files: list[str] | None, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+        try:
+            need_admin(request)
+        except gr.Error:
+            for f in files or []:
+                Path(f).unlink(missing_ok=True)
+            raise
         notes, saved = [], []
         taken = {d.doc_id for d in qa.documents()}
         uploads.mkdir(parents=True, exist_ok=True)
@@ -218,7 +243,8 @@ def build_ui(qa: Assistant) -> gr.Blocks:
                              f"{r.status} ({esc(detail)})")
         return None, *doc_updates("<br>".join(notes) or "no file chosen")
 
-    def remove(doc_id: str | None) -> tuple:
+    def remove(doc_id: str | None, request: gr.Request) -> tuple:
+        need_admin(request)
         if not doc_id:
             raise gr.Error("choose a document to remove")
         source = next((d.source for d in qa.documents() if d.doc_id == doc_id), "")
@@ -286,8 +312,10 @@ def build_ui(qa: Assistant) -> gr.Blocks:
         clear.click(lambda: ([], "", []), None, [chat, panel, turns], api_visibility="undocumented")
         chat.clear(lambda: ("", []), None, [panel, turns], api_visibility="undocumented")
         chat.select(show_turn, [turns], [panel], api_visibility="undocumented")
-        files.upload(upload, [files], [files, status, table, docs, gone], api_visibility="undocumented", **limit)
-        drop.click(remove, [gone], [status, table, docs, gone], api_visibility="undocumented", **limit)
+        files.upload(upload, [files], [files, status, table, docs, gone], api_name="upload",
+                     api_visibility="undocumented", **ingest)
+        drop.click(remove, [gone], [status, table, docs, gone], api_name="remove", api_visibility="undocumented",
+                   **ingest)
         gr.api(ask, api_name="ask", **limit)
     return demo
 
@@ -305,19 +333,25 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="app.py", description="Chat UI over the indexed documents.")
     p.add_argument("--host", help="address to bind (default 127.0.0.1; others need --auth)")
     p.add_argument("--port", type=int, help="port (default 7860)")
-    p.add_argument("--auth", help="user:password (or RAG_AUTH); required beyond loopback")
+    p.add_argument("--auth-file", help="credentials file, '<reader|admin> <user> <password>' per line "
+                   "(or RAG_AUTH_FILE; also RAG_READER_PASSWORD / RAG_ADMIN_PASSWORD); required beyond loopback")
+    p.add_argument("--auth", help=argparse.SUPPRESS)  # refused: argv is visible to every local user
     p.add_argument("--config", help="TOML config file (default ./rag.toml or $RAG_CONFIG)")
     p.add_argument("--data-dir", help="where the index lives (default ./.rag or $RAG_DATA_DIR)")
     args = p.parse_args(argv)
+    apply_process_defaults()
     try:
-        settings = Settings.load(args.config, data_dir=args.data_dir)
-        host, port, auth = args.host or settings.host, args.port or settings.port, args.auth or settings.auth
-        user, _, password = auth.partition(":")
-        if auth and not (user and password):
-            raise RagError("--auth must look like user:password")
-        if not auth and not is_loopback(host):
-            print(f"error: refusing to listen on {host} without authentication; pass --auth user:password "
-                  "(or set RAG_AUTH), or bind 127.0.0.1", file=sys.stderr)
+        if args.auth:
+            raise RagError("--auth USER:PASSWORD is no longer accepted: the command line is visible to every "
+                           "local user (ps); put the credentials in a file named by --auth-file / RAG_AUTH_FILE "
+                           "(chmod 600), or in RAG_READER_PASSWORD / RAG_ADMIN_PASSWORD")
+        settings = Settings.load(args.config, data_dir=args.data_dir, auth_file=args.auth_file)
+        host, port = args.host or settings.host, args.port or settings.port
+        creds = load_credentials(settings)
+        if not creds.enabled and not is_loopback(host):
+            print(f"error: refusing to listen on {host} without authentication; give credentials in a file "
+                  "(--auth-file / RAG_AUTH_FILE) or RAG_READER_PASSWORD / RAG_ADMIN_PASSWORD, or bind 127.0.0.1",
+                  file=sys.stderr)
             return 2
         tmp = (settings.data_dir / "gradio-tmp").resolve()
         os.environ["GRADIO_TEMP_DIR"] = str(tmp)  # Gradio's upload cache, the only path it serves
@@ -328,20 +362,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"index is empty: indexing {settings.corpus_dir} ...", flush=True)
             qa.index([settings.corpus_dir])
         qa.warm_up()  # in the background: models (and the local LLM server) load while the UI starts
-        demo = build_ui(qa)
+        demo = build_ui(qa, creds)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         demo.queue(default_concurrency_limit=1).launch(
-            server_name=host, server_port=port, auth=(user, password) if auth else None, allowed_paths=[],
+            server_name=host, server_port=port, auth=creds.gradio_check if creds.enabled else None, allowed_paths=[],
             max_file_size=int(settings.max_upload_mb * 1024 * 1024), ssr_mode=False, show_error=False, css=CSS,
             footer_links=["api"], prevent_thread_lock=True)
     except OSError as exc:
         print(f"error: cannot listen on {host}:{port} ({exc})", file=sys.stderr)
         return 2
     if settings.openai_api:  # same process and port: http://host:port/v1 (rag/openai_api.py)
-        demo.app.include_router(openai_router(qa, require_auth=not is_loopback(host)))
+        demo.app.include_router(openai_router(qa, require_auth=not is_loopback(host), creds=creds))
         print(f"OpenAI-compatible API on http://{host}:{port}/v1 (models: GET /v1/models)", flush=True)
     demo.block_thread()
     return 0

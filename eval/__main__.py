@@ -144,8 +144,10 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point for ``python -m eval`` and ``rag eval``; returns the exit code."""
+    from rag.defaults import apply_process_defaults
     from rag.errors import RagError
 
+    apply_process_defaults()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from index.errors import ConfigError
 
@@ -25,11 +27,30 @@ class Span:
     char_end: int
 
 
+_ENV_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def _encoding():
+    """cl100k_base from llama-index's bundled BPE file (offline), unless TIKTOKEN_CACHE_DIR is
+    set; like llama-index we point tiktoken at it only while loading, and put the variable back."""
+    import importlib.util
+    import os
+
     import tiktoken
 
-    return tiktoken.get_encoding("cl100k_base")
+    if "TIKTOKEN_CACHE_DIR" in os.environ:
+        return tiktoken.get_encoding("cl100k_base")
+    spec = importlib.util.find_spec("llama_index.core")
+    cache = Path(spec.origin).parent / "_static" / "tiktoken_cache" if spec and spec.origin else None
+    if cache is None or not cache.is_dir():
+        return tiktoken.get_encoding("cl100k_base")
+    with _ENV_LOCK:
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+        try:
+            return tiktoken.get_encoding("cl100k_base")
+        finally:
+            os.environ.pop("TIKTOKEN_CACHE_DIR", None)
 
 
 def count_tokens(text: str) -> int:

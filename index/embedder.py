@@ -10,14 +10,10 @@ Queries get the model's query prefix ("query: " for e5), documents its passage p
 
 from __future__ import annotations
 
-import os
-
-# Nothing may download at run time; set before huggingface_hub reads its constants at import.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import hashlib
 import json
 import logging
+import os
 import re
 import threading
 import warnings

@@ -94,6 +94,7 @@ class PdfReader(Reader):
 
         try:
             pdf = _Pdf(io.BytesIO(data))
+            _decrypt(pdf, path)
             return [page.extract_text() or "" for page in pdf.pages]
         except (PdfReadError, ValueError, KeyError, TypeError) as exc:
             raise ReaderError(str(path), f"not a readable PDF ({exc})") from exc
@@ -150,3 +151,19 @@ def _language_first(ocr: Ocr, text: str) -> Ocr:
     if found.confidence < 0.5 or lang not in langs or langs[0] == lang:
         return ocr
     return replace(ocr, languages="+".join([lang, *(x for x in langs if x != lang)]))
+
+
+def _decrypt(pdf, path: Path) -> None:
+    """Open an encrypted PDF with the empty password (\"no password to read\"), or say what to do."""
+    if not pdf.is_encrypted:
+        return
+    from pypdf.errors import DependencyError
+
+    try:
+        opened = pdf.decrypt("")
+    except DependencyError as exc:
+        raise ReaderError(str(path), "PDF is encrypted with AES and pypdf needs the `cryptography` package for "
+                          "it: `pip install cryptography`, or decrypt it first (`qpdf --decrypt in.pdf out.pdf`)") from exc
+    if not opened:
+        raise ReaderError(str(path), "PDF is encrypted (password-protected); decrypt it first, e.g. "
+                          "`qpdf --decrypt --password=PASSWORD in.pdf out.pdf`, then index the result")

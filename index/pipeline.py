@@ -21,11 +21,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from index.chunking import Chunker, Span, chunk_id
-from index.errors import IndexingError, RagError
+from index.docids import assign_ids
+from index.errors import IndexingError, RagError, ReaderError
 from index.language import DEFAULT_LANGUAGES, detect_language
 from index.lexical import LexicalIndex
 from index.locations import in_heading, location_at
-from index.readers import READERS, ReadOptions, SourceDoc, read_file
+from index.readers import READERS, SUPPORTED, ReadOptions, SourceDoc, read_file
 from index.sentences import split_sentences
 from index.store import DocRecord, Store
 
@@ -51,6 +52,7 @@ class IndexReport:
     documents: int = 0
     chunks: int = 0
     repaired: list[str] = field(default_factory=list)
+    lease_from: str = ""  # the writer whose expired lease this run took over (it had died)
 
     @property
     def chunks_embedded(self) -> int:
@@ -69,18 +71,25 @@ class IndexReport:
     def to_dict(self) -> dict:
         return {"ok": not self.failed, "counts": self.counts(), "chunks_embedded": self.chunks_embedded,
                 "documents": self.documents, "chunks": self.chunks, "seconds": round(self.seconds, 3),
-                "repaired": self.repaired, "files": [asdict(r) for r in self.results]}
+                "repaired": self.repaired, "lease_from": self.lease_from, "files": [asdict(r) for r in self.results]}
+
+
+_FAULT_HITS: dict[str, int] = {}
 
 
 def _fault_point(name: str) -> None:
-    """Crash-safety tests kill the process here (RAG_FAULT_KILL_AT=after_add|after_commit)."""
-    if os.environ.get("RAG_FAULT_KILL_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    """Crash-safety tests kill the process here: RAG_FAULT_KILL_AT=after_add|after_commit, or
+    ``after_add:3`` for the third time the point is reached (half-way through a batch)."""
+    point, _, nth = os.environ.get("RAG_FAULT_KILL_AT", "").partition(":")
+    if point == name:
+        _FAULT_HITS[name] = _FAULT_HITS.get(name, 0) + 1
+        if _FAULT_HITS[name] >= int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
-def discover(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
-    """Files to read under ``paths``; unsupported files inside folders are reported as skipped."""
-    files: list[Path] = []
+def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path]], list[FileResult]]:
+    """(root, file) pairs to read under ``paths``; unsupported files inside folders are skipped."""
+    files: list[tuple[Path, Path]] = []
     skipped: list[FileResult] = []
     for root in paths:
         root = Path(root)
@@ -89,12 +98,46 @@ def discover(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
                 if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
                     continue
                 if p.suffix.lower() in READERS:
-                    files.append(p)
+                    files.append((root, p))
                 else:
                     skipped.append(FileResult(str(p), "", "skipped", reason=f"unsupported type '{p.suffix}'"))
         else:
-            files.append(root)  # read_file reports missing or unsupported files itself
-    return list(dict.fromkeys(files)), skipped
+            files.append((root, root))  # read_file reports missing or unsupported files itself
+    first: dict[Path, tuple[Path, Path]] = {}
+    for root, p in files:  # a file reached from two roots is indexed once, from the first
+        first.setdefault(p.resolve(), (root, p))
+    return list(first.values()), skipped
+
+
+def read_stable(path: Path, max_bytes: int, doc_id: str, options: ReadOptions | None = None) -> SourceDoc:
+    """``read_file``, plus: a file that changes or vanishes while it is read, or that a reader's
+    library cannot parse (any exception), is one failed file with a clear reason - never a crash
+    of the batch, never a half-read version indexed (what was committed before stays)."""
+    before = _stamp(path)
+    try:
+        doc = read_file(path, max_bytes, options, doc_id)
+    except IndexingError:
+        raise
+    except MemoryError as exc:
+        raise ReaderError(str(path), "too large to read into memory; split it or lower max_file_mb") from exc
+    except Exception as exc:  # noqa: BLE001 - a damaged file must not stop the batch
+        raise ReaderError(str(path), f"could not be parsed ({type(exc).__name__}: {str(exc)[:200]}); the file "
+                          "may be damaged: open and re-save it, or convert it to text") from exc
+    after = _stamp(path)
+    if after is None:
+        raise ReaderError(str(path), "the file vanished while it was being read; nothing of it was indexed")
+    if before != after:
+        raise ReaderError(str(path), "the file changed while it was being read; nothing of this read was "
+                          "indexed - run `rag index` again once it is written completely")
+    return doc
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def _where(doc: SourceDoc, offset: int) -> dict:
@@ -120,22 +163,34 @@ class Indexer:
     # ------------------------------------------------------------------ public
     def index_paths(self, paths: Iterable[Path], progress: Progress | None = None,
                     remove_missing: bool = True) -> IndexReport:
+        """Index ``paths`` under the store's write lease (one writer at a time, any process)."""
+        with self.store.write_lease() as lease:
+            report = self._index_paths(paths, progress, remove_missing)
+            if lease.taken_over is not None:
+                report.lease_from = lease.taken_over.owner
+            return report
+
+    def _index_paths(self, paths: Iterable[Path], progress: Progress | None, remove_missing: bool) -> IndexReport:
         started = time.perf_counter()
         paths = [Path(p) for p in paths]
         report = IndexReport(repaired=self.store.repair())
         files, skipped = discover(paths)
         report.results.extend(skipped)
+        ids = assign_ids(files, {r.doc_id: r.source for r in self.store.documents()}, SUPPORTED)
         docs: list[SourceDoc] = []
-        for i, path in enumerate(files):
+        notes: dict[str, str] = {}
+        for i, (_, path) in enumerate(files):
+            assigned = ids[path]
             try:
-                docs.append(read_file(path, self.max_bytes, self.read_options))
+                docs.append(read_stable(path, self.max_bytes, assigned.doc_id, self.read_options))
+                notes[assigned.doc_id] = assigned.note
             except IndexingError as exc:
-                report.results.append(FileResult(str(path), "", "failed", reason=exc.reason))
+                report.results.append(FileResult(str(path), assigned.doc_id, "failed", reason=exc.reason))
             if progress:
                 progress("read", i + 1, len(files))
         # Removals first, so a file renamed since the last run is indexed under its new name.
         changed = remove_missing and self._remove_missing(paths, {d.doc_id for d in docs}, report)
-        changed |= self._index_docs(docs, report, progress)
+        changed |= self._index_docs(docs, report, progress, notes)
         if changed or report.repaired:
             self.store.bump_generation()
         self.lexical(rebuild=changed or bool(report.repaired))
@@ -144,11 +199,12 @@ class Indexer:
         return report
 
     def remove(self, doc_id: str) -> bool:
-        removed = self.store.remove(doc_id)
-        if removed:
-            self.store.bump_generation()
-            self.lexical(rebuild=True)
-        return removed
+        with self.store.write_lease():
+            removed = self.store.remove(doc_id)
+            if removed:
+                self.store.bump_generation()
+                self.lexical(rebuild=True)
+            return removed
 
     def lexical(self, rebuild: bool = False) -> LexicalIndex:
         """The BM25 side index for the store's current generation (loaded, or rebuilt from Chroma)."""
@@ -175,7 +231,8 @@ class Indexer:
         return lex
 
     # ------------------------------------------------------------------ steps
-    def _index_docs(self, docs: list[SourceDoc], report: IndexReport, progress: Progress | None) -> bool:
+    def _index_docs(self, docs: list[SourceDoc], report: IndexReport, progress: Progress | None,
+                    notes: dict[str, str] | None = None) -> bool:
         seen_hashes: dict[str, str] = {}
         todo: list[tuple[SourceDoc, str, list, list]] = []
         for doc in docs:
@@ -202,6 +259,7 @@ class Indexer:
         self.store.set_journal([d.doc_id for d, _, _, _ in todo])
         embedded = self._embed_missing([n for _, _, nodes, sents in todo for n in (*nodes, *sents)], progress)
         for doc, lang, nodes, sents in todo:
+            self.store.lease.check()  # a writer that lost its lease stops here, before writing more
             status = "updated" if self.store.doc(doc.doc_id) else "added"
             try:
                 fresh = [n for n in nodes if n.embedding is not None]
@@ -216,7 +274,7 @@ class Indexer:
                 self.store.prune(doc.doc_id, doc.content_hash)
                 report.results.append(FileResult(doc.source, doc.doc_id, status, len(nodes),
                                                  sum(n.node_id in embedded for n in fresh), lang,
-                                                 note="; ".join(doc.notes)))
+                                                 reason=(notes or {}).get(doc.doc_id, ""), note="; ".join(doc.notes)))
             except Exception as exc:  # noqa: BLE001 - one document's store failure must not stop the batch
                 report.results.append(FileResult(doc.source, doc.doc_id, "failed", reason=f"store error: {exc}"))
         self.store.set_journal([])

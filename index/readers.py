@@ -117,8 +117,10 @@ def doc_id_for(path: Path) -> str:
     return re.sub(r"[^\w.-]+", "_", stem).strip("_") or "doc"
 
 
-def read_file(path: Path, max_bytes: int = 20 * 1024 * 1024, options: ReadOptions | None = None) -> SourceDoc:
-    """Read one file through the reader its suffix selects; raise ReaderError otherwise."""
+def read_file(path: Path, max_bytes: int = 20 * 1024 * 1024, options: ReadOptions | None = None,
+              doc_id: str = "") -> SourceDoc:
+    """Read one file through the reader its suffix selects; raise ReaderError otherwise.
+    ``doc_id`` is given by the indexer (``index.docids``); alone, a file's id is its stem."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise ReaderError(str(path), f"unsupported file type '{path.suffix}'; supported: {', '.join(SUPPORTED)}")
@@ -126,7 +128,8 @@ def read_file(path: Path, max_bytes: int = 20 * 1024 * 1024, options: ReadOption
         size = path.stat().st_size
         if size > max_bytes:
             raise ReaderError(
-                str(path), f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit (max_file_mb)"
+                str(path), f"file is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:g} MB limit (max_file_mb); "
+                "split it, or raise max_file_mb"
             )
         data = path.read_bytes()
     except OSError as exc:
@@ -139,8 +142,8 @@ def read_file(path: Path, max_bytes: int = 20 * 1024 * 1024, options: ReadOption
         raise ReaderError(str(path), "looks like a binary file (mostly control characters), not text")
     title = next((line.strip() for line in text.splitlines() if line.strip()), path.stem)[:120]
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return SourceDoc(doc_id=doc_id_for(path), source=str(path), title=title, text=text, content_hash=digest,
-                     regions=got.regions, headings=got.headings, notes=got.notes)
+    return SourceDoc(doc_id=doc_id or doc_id_for(path), source=str(path), title=title, text=text,
+                     content_hash=digest, regions=got.regions, headings=got.headings, notes=got.notes)
 
 
 def _mostly_control(text: str) -> bool:

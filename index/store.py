@@ -19,26 +19,25 @@ Chunk and sentence ids include the document's content hash, so two versions of a
 share a record. Queries (``vector_store`` reads and ``sentences_of``) see only the committed
 version of each document, one snapshot per question: a query running while a document is
 re-indexed sees the old version or the new one, never a mix. Every Chroma failure (server down
-or hung, corrupt files) surfaces as ``StoreError`` naming the store and what to do.
+or hung, corrupt files, a full disk) surfaces as ``StoreError`` naming the store and what to do
+(``index.chroma``). Writers hold the store's write lease (``index.lease``), so the journal and the
+generation counter have one writer at a time, across processes and machines.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
+from index.chroma import _disk_full, _Guarded, _is_failure, _low_space, _one_line, make_client
 from index.errors import StoreError
+from index.lease import WriteLease
 
 META_ID = "__meta__"
 _BATCH = 2000
-_WRITES = {"add", "upsert", "update", "delete"}  # request paths that may carry a big batch
-_READS = {"query", "get", "count", "peek"}
-_READ_RETRIES = 3  # reads that meet a concurrent delete are retried (see _is_delete_race)
 
 
 @dataclass(frozen=True)
@@ -55,128 +54,9 @@ class DocRecord:
     indexed_at: float
 
 
-def make_client(data_dir: Path, chroma_url: str = "", timeout: float = 5.0):
-    """A PersistentClient under ``data_dir/chroma``, or an HttpClient when ``chroma_url`` is set."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
-    if not chroma_url:
-        path = Path(data_dir) / "chroma"
-        if Path(data_dir).exists() and not Path(data_dir).is_dir():
-            raise StoreError(f"the data dir {data_dir} is a file, not a directory; move it away or "
-                             "choose another --data-dir / RAG_DATA_DIR, then run `rag index --rebuild`")
-        if not (path / "chroma.sqlite3").exists() and any((Path(data_dir) / "bm25").glob("*")):
-            raise StoreError(f"the Chroma store at {path} is missing but its side index "
-                             f"{Path(data_dir) / 'bm25'} is there; run `rag index --rebuild` to start over")
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            return chromadb.PersistentClient(path=str(path), settings=settings)
-        except Exception as exc:  # chroma raises bare exceptions for a corrupt sqlite file
-            from chromadb.api.shared_system_client import SharedSystemClient
-
-            # chroma caches the half-built client per path: forget it, so a rebuild can start over
-            SharedSystemClient._identifier_to_system.pop(str(path), None)
-            raise StoreError(
-                f"cannot open the Chroma store at {path} ({_one_line(exc)}); "
-                "run `rag index --rebuild` to start it over"
-            ) from exc
-    url = urlparse(chroma_url if "://" in chroma_url else f"http://{chroma_url}")
-    import httpx
-
-    try:  # fail fast with a clear message instead of hanging in chroma's timeout-less client
-        httpx.get(f"{url.scheme}://{url.netloc}/api/v2/heartbeat",
-                  timeout=httpx.Timeout(timeout * 0.8, connect=min(timeout, 2.0))).raise_for_status()
-        client = chromadb.HttpClient(
-            host=url.hostname or "127.0.0.1", port=url.port or 8000, ssl=url.scheme == "https",
-            settings=settings,
-        )
-    except Exception as exc:
-        raise StoreError(
-            f"Chroma server at {chroma_url} is unreachable ({type(exc).__name__}: {exc}); "
-            "start it with `chroma run --path DIR --host 127.0.0.1 --port PORT` or unset chroma_url"
-        ) from exc
-    session = getattr(getattr(client, "_server", None), "_session", None)
-    if session is not None:  # chroma's own client waits forever on a dead or hung server
-        session.timeout = httpx.Timeout(timeout * 6, connect=timeout)
-        session._transport = _Deadlines(session._transport, timeout)
-    return client
-
-
-class _Deadlines:
-    """httpx transport wrapper: reads (queries, gets, counts) give up after 80% of ``timeout``, so
-    a question fails within ``timeout`` even on a server that accepts and never answers; writes of
-    big batches keep 6x ``timeout``."""
-
-    def __init__(self, inner, timeout: float) -> None:
-        import httpx
-
-        self._inner = inner
-        self._read = httpx.Timeout(timeout * 0.8, connect=min(timeout, 2.0)).as_dict()
-        self._write = httpx.Timeout(timeout * 6, connect=timeout).as_dict()
-
-    def handle_request(self, request):
-        write = request.url.path.rstrip("/").rsplit("/", 1)[-1] in _WRITES
-        request.extensions = {**request.extensions, "timeout": self._write if write else self._read}
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def __enter__(self):
-        self._inner.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._inner.__exit__(*exc)
-
-
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:limit]
-
-
-def _is_delete_race(exc: BaseException) -> bool:
-    """Chroma's reader met a record deleted while it ran (a version being pruned under a query):
-    "Error finding id". The same read a moment later sees a consistent collection."""
-    return "Error finding id" in str(exc)
-
-
-def _is_failure(exc: BaseException) -> bool:
-    """Failures of the store itself (unreachable, hung, corrupt), not mistakes in our own calls."""
-    import httpx
-    from chromadb import errors
-
-    if isinstance(exc, errors.InvalidArgumentError | errors.InvalidDimensionException | errors.DuplicateIDError):
-        return False
-    return isinstance(exc, httpx.HTTPError | errors.ChromaError | OSError | TimeoutError) or (
-        type(exc) is Exception)  # chroma's HTTP client raises bare Exception(body) on a 5xx
-
-
-class _Guarded:
-    """A Chroma collection whose failures surface as ``StoreError`` naming the store and the fix."""
-
-    def __init__(self, collection, store: Store) -> None:
-        self._collection, self._store = collection, store
-
-    def __getattr__(self, name: str):
-        attr = getattr(self._collection, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args, **kwargs):
-            for attempt in range(_READ_RETRIES + 1):
-                try:
-                    return attr(*args, **kwargs)
-                except Exception as exc:
-                    if name in _READS and attempt < _READ_RETRIES and _is_delete_race(exc):
-                        time.sleep(0.05 * (attempt + 1))
-                        continue
-                    if _is_failure(exc):
-                        raise self._store.failure(name, exc) from exc
-                    raise
-
-        return call
+def _control(record_id: str) -> bool:
+    """Registry records that are not documents: ``__meta__`` and the write lease chain."""
+    return record_id.startswith("__") and record_id.endswith("__") or record_id.startswith("__lease__:")
 
 
 class _CommittedView(_Guarded):
@@ -228,7 +108,7 @@ class Store:
     """Chunks and document registry for one embedding model in one Chroma database."""
 
     def __init__(self, data_dir: Path, embedder_id: str, chroma_url: str = "", prefix: str = "rag",
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, lease_seconds: float = 30.0, lease_wait: float = 600.0) -> None:
         self.data_dir = Path(data_dir)
         self.chroma_url = chroma_url
         self.name = f"{prefix}-{embedder_id}"[:60].strip("-_.")
@@ -256,9 +136,18 @@ class Store:
         self.registry = _Guarded(self.registry, self)
         self._vector_store = None
         self._snapshot = threading.local()  # committed hashes one question reads with
+        self.lease = WriteLease(self.registry, self.where, lease_seconds, lease_wait)
+
+    def write_lease(self) -> WriteLease:
+        """The store's write lease (``with store.write_lease(): ...``); see ``index.lease``."""
+        return self.lease
 
     def failure(self, operation: str, exc: BaseException) -> StoreError:
         """The StoreError for a failed Chroma call: where, what, and what to do."""
+        if _disk_full(exc) or (not self.chroma_url and _low_space(self.data_dir)):
+            return StoreError(
+                f"the disk holding {self.where} is full (during {operation}: {_one_line(exc, 120)}); free some "
+                "space, then run `rag index` again: documents committed before are kept, the rest is repaired")
         if self.chroma_url:
             return StoreError(
                 f"Chroma server at {self.chroma_url} failed during {operation} ({type(exc).__name__}: "
@@ -285,7 +174,7 @@ class Store:
     def committed_hashes(self) -> dict[str, str]:
         """doc_id -> content hash of every committed document."""
         got = self.registry.get(include=["metadatas"])
-        return {i: m["content_hash"] for i, m in zip(got["ids"], got["metadatas"]) if i != META_ID}
+        return {i: m["content_hash"] for i, m in zip(got["ids"], got["metadatas"]) if not _control(i)}
 
     def new_snapshot(self) -> None:
         """Start a question's snapshot of committed versions (its first read, the dense query)."""
@@ -333,7 +222,7 @@ class Store:
 
     def documents(self) -> list[DocRecord]:
         got = self.registry.get(include=["metadatas"])
-        recs = [DocRecord(**m) for i, m in zip(got["ids"], got["metadatas"]) if i != META_ID]
+        recs = [DocRecord(**m) for i, m in zip(got["ids"], got["metadatas"]) if not _control(i)]
         return sorted(recs, key=lambda r: r.doc_id)
 
     def doc(self, doc_id: str) -> DocRecord | None:

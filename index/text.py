@@ -112,18 +112,22 @@ def terms(text: str, lang: str) -> set[str]:
     return {token_key(t, lang) for t in content_words(text, lang)}
 
 
+@lru_cache(maxsize=1)
+def _function_words() -> frozenset[str]:
+    """Stopwords of the four answer languages: a capitalised one opens a sentence, it is no name."""
+    return frozenset().union(*(stopwords(lang) for lang in ("en", "pt", "es", "de")))
+
+
 def names(text: str) -> set[str]:
-    """Folded capitalised words that are not sentence-initial, and numbers: the names and figures
-    a claim states (language-neutral: names are written alike across languages)."""
+    """Folded capitalised words that are not stopwords (of en/pt/es/de), and numbers: the names
+    and figures a claim states (language-neutral: names are written alike across languages)."""
     out: set[str] = set()
     for m in _TOKEN.finditer(text):
         tok = m.group()
         if is_number(tok):
             out.add(norm_number(tok))
             continue
-        before = text[: m.start()].rstrip()
-        initial = not before or before[-1] in ".!?¿¡:\"“«(\n"
-        if len(tok) > 1 and any(c.isupper() for c in tok) and (not initial or sum(c.isupper() for c in tok) > 1):
+        if len(tok) > 1 and any(c.isupper() for c in tok) and fold(tok) not in _function_words():
             out.add(fold(tok))
     return out
 

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import index  # noqa: F401 - sets offline defaults (HF hub, tiktoken cache) before anything loads
 from rag.assistant import Assistant
 from rag.errors import RagError
 from rag.settings import Settings

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from rag.errors import RagError
@@ -53,6 +52,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         _rebuild(settings)
         qa = Assistant(settings)
     paths = args.paths or [str(settings.corpus_dir)]
+    qa.store.lease.on_wait = lambda note: print(note, file=sys.stderr, flush=True)
     progress, close = _progress_bar(not args.json and sys.stderr.isatty())
     try:
         report = qa.index(paths, progress)
@@ -62,10 +62,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         for r in report.results:
-            if r.status in ("failed", "skipped", "duplicate", "removed"):
-                print(f"  {r.status:>9}  {r.path}: {r.reason}")
+            if r.status in ("failed", "skipped", "duplicate", "removed") or r.reason:
+                print(f"  {r.status:>9}  {_printable(r.path)}: {r.reason}")
             elif r.note:
-                print(f"  {'note':>9}  {r.path}: {r.note}")
+                print(f"  {'note':>9}  {_printable(r.path)}: {r.note}")
         counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items()))
         langs = ", ".join(f"{r.doc_id}={r.language}" for r in report.results if r.language)
         print(f"indexed {len(report.results)} file(s): {counts or 'nothing to do'}")
@@ -73,9 +73,18 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"languages: {langs}")
         if report.repaired:
             print(f"repaired after an interrupted run: {', '.join(report.repaired)}")
+        if report.lease_from:
+            print(f"took over the write lease of a writer that stopped without releasing it: {report.lease_from}")
         print(f"{report.chunks_embedded} chunks embedded in {report.seconds:.1f}s; "
               f"store now holds {report.documents} documents, {report.chunks} chunks")
     return 1 if report.failed else 0
+
+
+def _printable(text: str) -> str:
+    """A path for the terminal: control characters and bidi marks shown as escapes, never obeyed."""
+    import unicodedata
+
+    return "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf") else ascii(ch)[1:-1] for ch in text)
 
 
 def _rebuild(settings: Settings) -> None:
@@ -165,7 +174,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     argv = []
     for flag, value in (("--host", args.host), ("--port", args.port), ("--auth", args.auth),
-                        ("--config", args.config), ("--data-dir", args.data_dir)):
+                        ("--auth-file", args.auth_file), ("--config", args.config), ("--data-dir", args.data_dir)):
         if value:
             argv += [flag, str(value)]
     if args.chroma_url:
@@ -218,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="start the chat UI")
     s.add_argument("--host", help="address to bind (default: settings host, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default: settings port, 7860)")
-    s.add_argument("--auth", help="user:password (required when binding beyond 127.0.0.1)")
+    s.add_argument("--auth-file", help="credentials file (or RAG_AUTH_FILE, RAG_READER_PASSWORD, RAG_ADMIN_PASSWORD); "
+                   "required when binding beyond 127.0.0.1")
+    s.add_argument("--auth", help=argparse.SUPPRESS)  # refused by the app: argv is visible to every local user
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("eval", help="evaluation runs (same as python -m eval)")
@@ -228,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # The model loaders' own progress bars would bury a one-line error; ours (indexing) stay.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from rag.defaults import apply_process_defaults
+
+    apply_process_defaults()  # offline, no telemetry, 1 thread (README "Threads"); kept if set
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

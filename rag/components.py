@@ -9,7 +9,6 @@ server, or one embedding model for another, is a settings change and nothing els
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from functools import lru_cache
@@ -25,9 +24,9 @@ _lock = threading.RLock()
 
 
 def configure_threads(threads: int, torch_too: bool = True) -> None:
-    """Pin intra-op threads: two torch threads on two busy cores made one query ~40x slower.
-    onnxruntime sessions get theirs in ``OnnxEmbedding``; torch is only touched when it is used."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    """Pin torch's intra-op threads (``Settings.threads``): two torch threads on two busy cores
+    made one query ~40x slower. onnxruntime sessions get theirs in ``OnnxEmbedding``; torch is
+    only touched when it is used; the environment (OMP_NUM_THREADS) is the entry points' job."""
     if not torch_too and "torch" not in sys.modules:
         return
     try:
@@ -69,7 +68,7 @@ def embedder_id(s: Settings) -> str:
 
 def get_store(s: Settings) -> Store:
     return Store(s.data_dir, embedder_id(s), chroma_url=s.chroma_url, prefix=s.collection_prefix,
-                 timeout=s.chroma_timeout)
+                 timeout=s.chroma_timeout, lease_seconds=s.write_lease_seconds, lease_wait=s.write_wait_seconds)
 
 
 def get_indexer(s: Settings, store: Store | None = None) -> Indexer:

@@ -110,6 +110,12 @@ class CitedQueryEngine(CustomQueryEngine):
             now = np.asarray(self.embed_model.get_query_embedding(question))
             q_vec = list((now + np.asarray(got.query_embedding)) / 2)
         evidence, vectors, got.hits = self._evidence(question, got.hits, q_vec, lang)
+        if query != question and evidence and max(e.features["ctx_overlap"] for e in evidence) == 0:
+            # None of the follow-up's own words is in what the previous turn's context found: a
+            # new topic, asked on its own (not glued onto the last turn).
+            got = self.retriever.retrieve(question, query_lang=lang, top_k=top_k or s.top_k,
+                                          languages=languages or None, sources=sources or None)
+            evidence, vectors, got.hits = self._evidence(question, got.hits, got.query_embedding, lang)
         decision = self.gate().decide(question, evidence, got.hits)
         timings["evidence"] = time.perf_counter() - t
         yield Event("evidence", evidence)

@@ -157,8 +157,10 @@ class EvidenceSelector(BaseNodePostprocessor):
             meta, text = got["metadatas"][i], got["documents"][i]
             doc, a, b = meta["doc_id"], int(meta["char_start"]), int(meta["char_end"])
             chunks = [c for c in spans[doc] if int(c.metadata["char_start"]) <= a and b <= int(c.metadata["char_end"])]
-            if not chunks or (doc, a) in seen or looks_like_injection(text) or meta.get("is_heading") \
-                    or looks_like_heading(text):
+            # Readers of structured formats mark headings themselves (and give a location); plain
+            # text, Markdown and HTML lines are judged by their shape.
+            heading = meta.get("is_heading") or (not meta.get("location") and looks_like_heading(text))
+            if not chunks or (doc, a) in seen or looks_like_injection(text) or heading:
                 continue
             seen.add((doc, a))
             near = [order[j] for j in (pos - 1, pos + 1)

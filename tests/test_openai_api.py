@@ -100,7 +100,7 @@ def test_openai_client_non_streaming_answer_carries_citations(client):
     assert got.object == "chat.completion" and got.choices[0].finish_reason == "stop"
     extra = got.model_extra
     _check_citations(extra["citations"], content)
-    assert extra["abstained"] is False and extra["verified"] is True and extra["mode"] == "extractive"
+    assert extra["abstained"] is False and extra["verified"] is False and extra["mode"] == "extractive"
     assert extra["fallback"] == "" and extra["conflicts"] == []
     assert got.usage.completion_tokens > 0 and got.usage.total_tokens > got.usage.completion_tokens
 

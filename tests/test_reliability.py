@@ -216,8 +216,8 @@ def test_corrupt_store_clear_error_then_rebuild(corpus_qa, tmp_path, damage):
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     status = json.loads(run_cli("status", "--json", env=env).stdout)
     assert status["documents"] == 5
-    asked = run_cli("ask", "Who advises AIP?", env=env)
-    assert asked.returncode == 0 and "Nvidia" in asked.stdout
+    asked = run_cli("ask", "Who is the CEO of BlackRock?", env=env)
+    assert asked.returncode == 0 and "Fink" in asked.stdout
 
 
 @pytest.mark.slow
@@ -322,7 +322,7 @@ def test_chroma_server_killed_paused_and_back(own_chroma, make_settings, tmp_pat
         shutil.copy(CORPUS / name, docs / name)
     qa = Assistant(make_settings(chroma_url=own_chroma.url))
     assert qa.index([docs]).counts() == {"added": 2}
-    assert qa.ask("Who advises AIP?").citations
+    assert qa.ask("Which company joins the alliance as a technology advisor?").citations
 
     # killed mid-session: the API says so at once, naming the URL; the CLI too, in one line
     own_chroma.kill()
@@ -433,13 +433,13 @@ def test_llm_server_faults_fall_back_to_extractive(corpus_qa, model_dir, kind):
         qa = Assistant(Settings.load(data_dir=corpus_qa.settings.data_dir, model_dir=model_dir, mode="openai",
                                      llm_base_url=url, llm_model="any", llm_timeout=2.0))
         t0 = time.monotonic()
-        ans = qa.ask("Who advises AIP?")
+        ans = qa.ask("Who is the CEO of BlackRock?")
         took = time.monotonic() - t0
     finally:
         if server:
             server.close()
     assert ans.requested_mode == "openai" and ans.mode == "extractive"
-    assert ans.fallback and ans.citations and "Nvidia" in ans.text, ans
+    assert ans.fallback and ans.citations and "Fink" in ans.text, ans
     assert "fell back" in ans.verification
     assert took < 2.0 + 8.0, took  # the LLM timeout plus the extractive answer, never a hang
     if kind == "slow":
@@ -526,12 +526,13 @@ def test_queries_during_reindexing_see_one_whole_version(tmp_path, make_settings
 
 
 # ====================================================================== the running app
-def _start_app(data: Path, model_dir: Path, *args: str) -> tuple[subprocess.Popen, str, Path]:
+def _start_app(data: Path, model_dir: Path, *args: str, env_extra: dict | None = None,
+               ) -> tuple[subprocess.Popen, str, Path]:
     import httpx
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "GRADIO_"))}
     env.update(RAG_DATA_DIR=str(data), RAG_MODEL_DIR=str(model_dir), RAG_MODE="extractive",
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False", **(env_extra or {}))
     port = free_port()
     log_path = data / f"app-{port}.log"
     with open(log_path, "w") as log:
@@ -632,7 +633,8 @@ def test_load_200_questions_at_concurrency_8(app_data, model_dir):
 def test_auth_is_enforced_on_the_api(app_data, model_dir):
     from gradio_client import Client
 
-    proc, url, _ = _start_app(app_data, model_dir, "--auth", "alice:correct-horse")
+    proc, url, _ = _start_app(app_data, model_dir, env_extra={"RAG_ADMIN_USER": "alice",
+                                                               "RAG_ADMIN_PASSWORD": "correct-horse"})
     try:
         import httpx
 
@@ -641,8 +643,9 @@ def test_auth_is_enforced_on_the_api(app_data, model_dir):
             Client(url, verbose=False).predict("Who advises AIP?", api_name="/ask")
         with pytest.raises(Exception):  # noqa: B017
             Client(url, auth=("alice", "wrong"), verbose=False)
-        ok = Client(url, auth=("alice", "correct-horse"), verbose=False).predict("Who advises AIP?", api_name="/ask")
-        assert "Nvidia" in ok["text"]
+        ok = Client(url, auth=("alice", "correct-horse"), verbose=False).predict("Who is the CEO of BlackRock?",
+                                                                                 api_name="/ask")
+        assert "Fink" in ok["text"]
     finally:
         _stop(proc)
     assert "correct-horse" not in "".join(p.read_text(errors="replace") for p in app_data.glob("app-*.log"))
@@ -669,10 +672,10 @@ def test_api_key_never_written(corpus_qa, tmp_path):
     config = run_cli("config", env=env)
     assert config.returncode == 0 and json.loads(config.stdout)["llm_api_key"] == "***"
     outputs.append(config)
-    for args in (["ask", "Who advises AIP?", "--mode", "openai"], ["ask", "Who advises AIP?", "--mode", "openai",
+    for args in (["ask", "Who is the CEO of BlackRock?", "--mode", "openai"], ["ask", "Who is the CEO of BlackRock?", "--mode", "openai",
                                                                     "--json"]):
         done = run_cli(*args, env=env)
-        assert done.returncode == 0 and "Nvidia" in done.stdout, done.stderr[-2000:]
+        assert done.returncode == 0 and "Fink" in done.stdout, done.stderr[-2000:]
         assert "fallback" in done.stdout  # the LLM failure is reported ...
         outputs.append(done)
     run_dir = tmp_path / "run"
