@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,13 +24,14 @@ from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from pydantic import ConfigDict, PrivateAttr
 
-from index.language import detect_language, detect_question_language
+from index.language import detect_language, detect_question_language, without_names
 from rag.abstain import AbstentionGate
 from rag.conflicts import figures, find_conflicts
+from rag.context import build_context
 from rag.errors import LLMError, QuestionError
 from rag.evidence import EvidenceSelector, hit_nodes, rerank_hits, to_evidence
 from rag.extractive import extractive_answer, pick_primary
-from rag.messages import ANSWER_LANGUAGES, message
+from rag.messages import ANSWER_LANGUAGES, language_name, message
 from rag.ranker import Ranker
 from rag.retrieve import HybridRetriever
 from rag.settings import Settings
@@ -37,6 +39,16 @@ from rag.types import Answer, Conflict, Event, Evidence, Hit
 from rag.verify import Verifier
 
 FOLLOW_UP_WORDS = 12
+
+
+def answer_language(text: str) -> str:
+    """The language of an answer's own words among en/pt/es/de ("" when too few to tell): names
+    and numbers are left out, as lingua reads "California State Route 99" as English."""
+    rest = without_names(text)
+    if len(rest.split()) < 3:
+        return ""
+    found = detect_language(rest, ANSWER_LANGUAGES)
+    return found.code if found.confidence > 0.5 else ""
 
 
 def clean_question(question: str, limit: int) -> str:
@@ -127,23 +139,49 @@ class CitedQueryEngine(CustomQueryEngine):
 
         conflicts = self._conflicts(question, evidence, vectors, lang)
         t = time.perf_counter()
+        text, cited = extractive_answer(lang, evidence)
+        quote = Answer(text=text, mode="extractive", citations=self._cite(evidence, cited), **base,
+                       verification="quoted from the evidence", stage="quote")
+        self._add_conflicts(quote, conflicts, evidence, lang)
         answer = None
         if mode != "extractive":
-            answer = yield from self._llm_answer(question, lang, evidence, history, mode, base, llm_factory)
+            reason = ""
+            if mode == "auto" and llm_factory is None:
+                mode, reason = self.resolve_auto_reason()
+            if mode is not None:
+                # The quote now (milliseconds), the model's answer when it is verified (seconds).
+                yield Event("answer", self._finish(replace(quote, timings={}), dict(timings), started))
+                gen, why = self._generator(mode, llm_factory)
+                if gen is None:
+                    answer = Answer(text="", mode=mode, fallback=f"LLM unavailable: {why}", **base)
+                else:
+                    answer = yield from self._llm_answer(question, lang, evidence, history, gen, base)
+                    if answer.fallback and answer.draft:  # the model works, only its answer was not used
+                        quote = self._translated(quote, evidence, lang, gen) or quote
+                answer.mode_reason = reason or f"{mode}: asked for"
+            else:
+                quote.mode_reason = reason
         if answer is None or answer.fallback:
             fallback = answer.fallback if answer else ""
-            text, cited = extractive_answer(lang, evidence)
-            answer = Answer(text=text, mode="extractive", citations=self._cite(evidence, cited), **base,
-                            verification=f"fell back to extractive: {fallback}" if fallback else "quoted from the evidence",
-                            fallback=fallback)
+            answer = replace(quote, stage="final", fallback=fallback, draft=answer.draft if answer else "",
+                             mode_reason=answer.mode_reason if answer else quote.mode_reason or "extractive: asked for",
+                             verification=f"fell back to extractive: {fallback}; {quote.verification}" if fallback
+                             else quote.verification)
+        elif answer.abstained:
+            answer.related = [e.citation() for e in evidence[:3]]
+        else:
+            self._add_conflicts(answer, conflicts, evidence, lang)
         timings["generate"] = time.perf_counter() - t
-        if conflicts:
-            answer.conflicts = conflicts
-            notice = "; ".join(", ".join(f"{v} [{n}]" for v, n in c.claims) for c in conflicts)
-            answer.text = f"{answer.text}\n\n⚠ {message(lang, 'conflict')} {notice}"
-            extra = sorted({n for c in conflicts for _, n in c.claims} - {c.n for c in answer.citations})
-            answer.citations = sorted([*answer.citations, *self._cite(evidence, extra)], key=lambda c: c.n)
         yield Event("answer", self._finish(answer, timings, started))
+
+    def _add_conflicts(self, answer: Answer, conflicts: list[Conflict], evidence: list[Evidence], lang: str) -> None:
+        if not conflicts:
+            return
+        answer.conflicts = conflicts
+        notice = "; ".join(", ".join(f"{v} [{n}]" for v, n in c.claims) for c in conflicts)
+        answer.text = f"{answer.text}\n\n⚠ {message(lang, 'conflict')} {notice}"
+        extra = sorted({n for c in conflicts for _, n in c.claims} - {c.n for c in answer.citations})
+        answer.citations = sorted([*answer.citations, *self._cite(evidence, extra)], key=lambda c: c.n)
 
     # ------------------------------------------------------------------ steps
     def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
@@ -198,57 +236,81 @@ class CitedQueryEngine(CustomQueryEngine):
     def resolve_auto(self) -> str | None:
         """What ``auto`` means here: a reachable OpenAI-compatible server, else the local model
         if installed, else None (extractive)."""
+        return self.resolve_auto_reason()[0]
+
+    def resolve_auto_reason(self) -> tuple[str | None, str]:
+        """``resolve_auto`` and why. Latency is not a reason to skip the model: the cited quote is
+        shown within milliseconds either way, and the model's answer replaces it once verified."""
         from rag.llm import LLMGenerator
         from rag.llm_server import resolve_model_path
 
         s = self.settings
         if s.llm_base_url:
             if LLMGenerator(s.llm_base_url, s.llm_model or "default", api_key=s.llm_api_key).ping(timeout=2):
-                return "openai"
+                return "openai", "auto: the configured OpenAI-compatible server answers (quote first, then its answer)"
         try:
             resolve_model_path(s)
-            return "local"
-        except LLMError:
-            return None
+            return "local", "auto: the bundled local model (quote shown at once, its verified answer follows)"
+        except LLMError as exc:
+            return None, f"auto: extractive, no LLM available ({str(exc)[:120]})"
 
-    def _llm_answer(self, question, lang, evidence, history, mode, base, llm_factory):
+    def _generator(self, mode: str, llm_factory):
+        """(generator, "") or (None, why it is unavailable)."""
         from rag.llm import generator_for
 
-        if mode == "auto" and llm_factory is None:
-            mode = self.resolve_auto()
-            if mode is None:
-                return None
         try:
-            gen = (llm_factory or generator_for)(self.settings, mode)
+            return (llm_factory or generator_for)(self.settings, mode), ""
         except LLMError as exc:
-            return Answer(text="", mode=mode, fallback=f"LLM unavailable: {exc}", **base)
-        name = getattr(gen, "name", mode)
-        verifier = Verifier(self.embed_model)
-        reason = ""
-        for attempt in range(2):  # a second try only when the answer came back in the wrong language
-            try:
-                draft = None
-                for piece in gen.stream(question, lang, evidence, history):
-                    if isinstance(piece, str):
-                        if attempt == 0:
-                            yield Event("token", piece)
-                    else:
-                        draft = piece
-            except LLMError as exc:
-                return Answer(text="", mode=name, fallback=f"LLM failed: {exc}", **base)
-            if draft is None:
-                return Answer(text="", mode=name, fallback="LLM returned nothing", **base)
-            verdict = verifier.check(draft.text, draft.cited, evidence)
-            if not verdict.ok:
-                return Answer(text="", mode=name, fallback=f"verification failed: {verdict.reason}", **base)
-            got_lang = detect_language(draft.text).code
-            if got_lang != lang and len(draft.text.split()) >= 4 and detect_language(draft.text).confidence > 0.5:
-                reason = f"answer came back in '{got_lang}', not '{lang}'"
-                continue
-            marks = "".join(f"[{n}]" for n in verdict.cited)
-            return Answer(text=f"{draft.text.strip()} {marks}", mode=name, verified=True,
-                          verification=verdict.reason, citations=self._cite(evidence, verdict.cited), **base)
-        return Answer(text="", mode=name, fallback=reason, **base)
+            return None, str(exc)
+
+    def _llm_answer(self, question, lang, evidence, history, gen, base):
+        name = getattr(gen, "name", "llm")
+        context = build_context(evidence, self.settings.llm_context_tokens)
+        sentences = context.sentences
+        draft = None
+        try:
+            for piece in gen.stream(question, lang, context, history):
+                if isinstance(piece, str):
+                    yield Event("token", piece)
+                else:
+                    draft = piece
+        except LLMError as exc:
+            return Answer(text="", mode=name, fallback=f"LLM failed: {exc}", **base)
+        if draft is None:
+            return Answer(text="", mode=name, fallback="LLM returned nothing", **base)
+        if not getattr(draft, "found", True):
+            return Answer(text=message(lang, "not_found"), mode=name, abstained=True, draft=draft.text,
+                          verification="the model found no answer in the passages it read", **base)
+        failed = dict(text="", mode=name, draft=draft.text, **base)
+        verdict = Verifier(self.embed_model).check(draft.text, draft.cited, sentences, lang=lang)
+        if not verdict.ok:
+            return Answer(fallback=f"verification failed: {verdict.reason}", **failed)
+        got = answer_language(draft.text)
+        if got not in (lang, ""):
+            return Answer(fallback=f"answer came back in '{got}', not '{lang}'", **failed)
+        marks = "".join(f"[{n}]" for n in verdict.cited)
+        return Answer(text=f"{draft.text.strip()} {marks}", mode=name, verified=True, draft=draft.text,
+                      verification=verdict.reason, citations=self._cite(sentences, verdict.cited), **base)
+
+    def _translated(self, quote: Answer, evidence: list[Evidence], lang: str, gen) -> Answer | None:
+        """The quote in the reader's language by the model, checked like an answer against the one
+        sentence it translates; None when there is nothing to translate or the check fails."""
+        primary = next((e for e in evidence if quote.citations and e.n == quote.citations[0].n), None)
+        if gen is None or primary is None or primary.language == lang or not hasattr(gen, "translate"):
+            return None
+        try:
+            text = gen.translate(primary.text, primary.language, lang)
+        except LLMError:
+            return None
+        verdict = Verifier(self.embed_model).check(text, [primary.n], [primary], lang=lang)
+        if not text or not verdict.ok or answer_language(text) not in (lang, ""):
+            return None
+        head = message(lang, "translated_from", language=language_name(primary.language, lang))
+        body = quote.text.split("\n\n⚠", 1)
+        notice = f"\n\n⚠{body[1]}" if len(body) > 1 else ""
+        return replace(quote, text=f"{head} “{text}” [{primary.n}]{notice}",
+                       verification=f"quote translated from {primary.language} by the model "
+                                    "(names, numbers and negation checked against the original)")
 
     @staticmethod
     def _cite(evidence: list[Evidence], numbers: list[int]):
@@ -257,6 +319,8 @@ class CitedQueryEngine(CustomQueryEngine):
 
     @staticmethod
     def _finish(answer: Answer, timings: dict, started: float) -> Answer:
+        """Stamp the timings (a copy: the quote and the final answer each keep their own)."""
+        timings = dict(timings)
         timings["total"] = time.perf_counter() - started
         answer.timings = {k: round(v, 4) for k, v in timings.items()}
         return answer
