@@ -282,7 +282,7 @@ class CitedQueryEngine(CustomQueryEngine):
             return Answer(text=message(lang, "not_found"), mode=name, abstained=True, draft=draft.text,
                           verification="the model found no answer in the passages it read", **base)
         failed = dict(text="", mode=name, draft=draft.text, **base)
-        verdict = Verifier(self.embed_model).check(draft.text, draft.cited, sentences, lang=lang)
+        verdict = Verifier(self.embed_model).check(draft.text, draft.cited, sentences, lang=lang, question=question)
         if not verdict.ok:
             return Answer(fallback=f"verification failed: {verdict.reason}", **failed)
         got = answer_language(draft.text)

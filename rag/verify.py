@@ -37,6 +37,7 @@ from index.text import (
     negated,
     number_value,
     stem,
+    stopwords,
     words,
 )
 from rag.types import Evidence
@@ -79,6 +80,19 @@ def _vocabulary(text: str, lang: str) -> set[str]:
     return {fold(t) for t in toks} | {stem(t, lang) for t in toks}
 
 
+ANSWER_WORDS = frozenset({"yes", "no", "sim", "nao", "si", "ja", "nein"})
+
+
+def _initial_name(sentence: str, lang: str) -> set[str]:
+    """The sentence's first word when it may be a name: capitalised, not a stopword of ``lang``
+    and not yes/no ("Intel advises AIP." states "Intel"; "The alliance ..." states nothing)."""
+    toks = [t for t in words(sentence) if not is_number(t)]
+    if not toks or not toks[0][:1].isupper() or len(toks[0]) < 2:
+        return set()
+    first = fold(toks[0])
+    return set() if first in stopwords(lang) or first in ANSWER_WORDS else {first}
+
+
 def _name_in(name: str, vocab: set[str], lang: str) -> bool:
     """A name is in a sentence as written, as a stem, or as its cognate with another ending
     ("Orientalismo" for "Orientalism"): one a prefix of the other, at least 6 letters shared and
@@ -95,13 +109,18 @@ class Verifier:
     def __init__(self, embed_model, min_similarity: float = 0.80) -> None:
         self.embed_model, self.min_similarity = embed_model, min_similarity
 
-    def check(self, text: str, cited: list[int], evidence: list[Evidence], lang: str | None = None) -> Verdict:
-        """``evidence``: every sentence the model read (neighbours included); ``lang``: the answer's language."""
+    def check(self, text: str, cited: list[int], evidence: list[Evidence], lang: str | None = None,
+              question: str = "") -> Verdict:
+        """``evidence``: every sentence the model read (neighbours included); ``lang``: the answer's
+        language. German capitalises every noun, so in a German answer a word capitalised only on its
+        first letter that the ``question`` uses ("Stadt", "Straße") is not taken for a name; acronyms
+        and other names are still checked."""
         if not text.strip():
             return Verdict(False, "the model returned an empty answer", [])
         if not evidence:
             return Verdict(False, "there is no evidence to check the answer against", [])
         vocab = [_vocabulary(e.text, e.language) for e in evidence]
+        common_nouns = {fold(w) for w in words(question) if w[:1].isupper() and w[1:].islower()} if lang == "de" else set()
         nums = [values(e.text, e.language) for e in evidence]
         neg = [negated(e.text, e.language) for e in evidence]
         vecs = np.asarray(self.embed_model.get_text_embedding_batch([e.text for e in evidence]), dtype=np.float32)
@@ -115,12 +134,14 @@ class Verifier:
             if foreign:
                 return Verdict(False, f"answer writes the number word {foreign[0]!r}, which is not a {lang} "
                                       "number word (its value differs between languages)", [])
-            terms = sorted(t for t in names(sent) if not is_number(t))
+            in_amounts = {fold(w) for _, written in amounts(sent, lang or "en") for w in words(written)}
+            terms = sorted(t for t in names(sent) | _initial_name(sent, lang or "en")
+                           if not is_number(t) and t not in in_amounts and t not in common_nouns)
             wanted = values(sent, lang or "en", answer=True)
             has = [[_name_in(t, v, e.language) for t in terms] for v, e in zip(vocab, evidence)]
             has_num = [[any(abs(w - x) <= 1e-6 * max(1.0, abs(w)) for x in n) for w in sorted(wanted)] for n in nums]
             missing = [t for j, t in enumerate(terms) if not any(h[j] for h in has)]
-            missing += [f"{w:g}" for j, w in enumerate(sorted(wanted)) if not any(h[j] for h in has_num)]
+            missing += [f"{w:,.15g}" for j, w in enumerate(sorted(wanted)) if not any(h[j] for h in has_num)]
             if missing:
                 return Verdict(False, f"answer states {', '.join(repr(m) for m in missing)}, "
                                       "which no evidence sentence contains (numbers compared by value)", [])

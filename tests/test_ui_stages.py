@@ -15,9 +15,9 @@ import sys
 import time
 
 import pytest
+from test_ui import BOT, CHROMIUM, CHROMIUM_ARGS, ROOT, _env, _free_port
 
 from rag.settings import SMOKE_LLM
-from test_ui import BOT, CHROMIUM, CHROMIUM_ARGS, ROOT, _env, _free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.llm, pytest.mark.slow]
 
