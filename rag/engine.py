@@ -25,6 +25,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from pydantic import ConfigDict, PrivateAttr
 
 from index.language import detect_language, detect_question_language, without_names
+from index.text import fold, names, words
 from rag.abstain import AbstentionGate
 from rag.conflicts import figures, find_conflicts
 from rag.context import build_context
@@ -105,24 +106,11 @@ class CitedQueryEngine(CustomQueryEngine):
         lang = detected if detected in ANSWER_LANGUAGES else "en"
         query = self._with_history(question, history)
 
-        got = self.retriever.retrieve(query, query_lang=lang, top_k=top_k or s.top_k,
-                                      languages=languages or None, sources=sources or None)
-        timings = dict(got.timings)
-        if s.reranker_model:
-            t = time.perf_counter()
-            got.hits = self._rerank(query, got.hits)
-            timings["rerank"] = time.perf_counter() - t
+        filters = dict(top_k=top_k or s.top_k, languages=languages or None, sources=sources or None)
+        got, timings = self._retrieve(query, lang, **filters)
         yield Event("retrieved", got.hits)
-
         t = time.perf_counter()
-        # A follow-up's sentences are scored against what is asked now *and* its context: the
-        # mean of both vectors (the history alone would re-select the previous answer).
-        q_vec = got.query_embedding
-        if query != question:
-            now = np.asarray(self.embed_model.get_query_embedding(question))
-            q_vec = list((now + np.asarray(got.query_embedding)) / 2)
-        evidence, vectors, got.hits = self._evidence(question, got.hits, q_vec, lang)
-        decision = self.gate().decide(question, evidence, got.hits)
+        evidence, vectors, decision = self._find(question, query, got, lang)
         timings["evidence"] = time.perf_counter() - t
         yield Event("evidence", evidence)
 
@@ -155,7 +143,13 @@ class CitedQueryEngine(CustomQueryEngine):
                 if gen is None:
                     answer = Answer(text="", mode=mode, fallback=f"LLM unavailable: {why}", **base)
                 else:
+                    found = self._standalone(gen, question, history, lang, filters)
+                    if found:  # the model reads the evidence for what the follow-up means
+                        standalone, evidence, base["retrieved"] = found
+                        conflicts = []  # found on the first evidence: their numbers would not match
                     answer = yield from self._llm_answer(question, lang, evidence, history, gen, base)
+                    if found:
+                        answer.verification = f"{answer.verification} (follow-up read as: {standalone!r})"
                     if answer.fallback and answer.draft:  # the model works, only its answer was not used
                         quote = self._translated(quote, evidence, lang, gen) or quote
                 answer.mode_reason = reason or f"{mode}: asked for"
@@ -184,6 +178,41 @@ class CitedQueryEngine(CustomQueryEngine):
         answer.citations = sorted([*answer.citations, *self._cite(evidence, extra)], key=lambda c: c.n)
 
     # ------------------------------------------------------------------ steps
+    def _retrieve(self, query: str, lang: str, **filters):
+        got = self.retriever.retrieve(query, query_lang=lang, **filters)
+        timings = dict(got.timings)
+        if self.settings.reranker_model:
+            t = time.perf_counter()
+            got.hits = self._rerank(query, got.hits)
+            timings["rerank"] = time.perf_counter() - t
+        return got, timings
+
+    def _find(self, question: str, query: str, got, lang: str):
+        """Evidence, its vectors and the abstention decision for ``question`` over ``got``'s hits."""
+        # A follow-up's sentences are scored against what is asked now *and* its context: the
+        # mean of both vectors (the history alone would re-select the previous answer).
+        q_vec = got.query_embedding
+        if query != question:
+            now = np.asarray(self.embed_model.get_query_embedding(question))
+            q_vec = list((now + np.asarray(got.query_embedding)) / 2)
+        evidence, vectors, got.hits = self._evidence(question, got.hits, q_vec, lang)
+        return evidence, vectors, self.gate().decide(question, evidence, got.hits)
+
+    def _standalone(self, gen, question: str, history, lang: str, filters: dict):
+        """With a model: the follow-up rewritten into a standalone question, and its evidence
+        (None when there is no history, the rewrite fails or changes nothing, or it abstains)."""
+        if not history or not hasattr(gen, "rewrite"):
+            return None
+        try:
+            standalone = gen.rewrite(question, history, lang)
+        except LLMError:
+            return None
+        if not standalone or fold(standalone) == fold(question):
+            return None
+        got, _ = self._retrieve(standalone, lang, **filters)
+        evidence, _, decision = self._find(standalone, standalone, got, lang)
+        return None if decision.abstain else (standalone, evidence, got.hits)
+
     def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         """Optional cross-encoder stage (``reranker_model``): llama-index's SentenceTransformerRerank."""
         from dataclasses import replace
@@ -200,11 +229,16 @@ class CitedQueryEngine(CustomQueryEngine):
     @staticmethod
     def _with_history(question: str, history: list[tuple[str, str]] | None) -> str:
         """A short follow-up ("and how much will it invest?") is searched together with the last turn:
-        its question, and the start of its answer (where "it" usually points)."""
+        its question, and the start of its answer (where "it" usually points). A question that names
+        something the last turn did not (a name or a number of its own) is a new topic and is
+        searched alone, so the previous turn is not glued onto it."""
         if not history or len(question.split()) > FOLLOW_UP_WORDS:
             return question
         last_q, last_a = history[-1]
         last_a = re.sub(r"\[\d+\]|⚠.*", "", str(last_a or ""), flags=re.S).strip()[:200]
+        before = names(f"{last_q} {last_a}") | {fold(w) for w in words(f"{last_q} {last_a}")}
+        if names(question) - before:
+            return question
         return f"{last_q} {last_a} {question}".strip()
 
     def ranker(self) -> Ranker:

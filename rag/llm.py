@@ -364,6 +364,23 @@ class LLMGenerator:
             raise self._error(exc) from None
         return " ".join(str(reply.message.content or "").split()).strip().strip('"“”«»')
 
+    def rewrite(self, question: str, history: list[tuple[str, str]], language: str) -> str:
+        """A follow-up question rewritten into a standalone one in ``language``, using the last turns."""
+        from llama_index.core.llms import ChatMessage
+
+        text = files("rag").joinpath("prompts/rewrite.txt").read_text(encoding="utf-8")
+        system, user = (Template(p.strip()) for p in text.split("=== user ===\n", 1))
+        past = "".join(f"Q: {_one_line(q, _HISTORY_CHARS)}\nA: {_one_line(a, _HISTORY_CHARS)}\n"
+                       for q, a in history[-_HISTORY_TURNS:])
+        values = {"language": language_name(language), "history": past, "question": _one_line(question)}
+        messages = [ChatMessage(role="system", content=system.safe_substitute(values)),
+                    ChatMessage(role="user", content=user.safe_substitute(values))]
+        try:
+            reply = self._llm.chat(messages, max_tokens=64)
+        except Exception as exc:  # noqa: BLE001 - every client error becomes an LLMError
+            raise self._error(exc) from None
+        return " ".join(str(reply.message.content or "").split()).strip().strip('"“”«»')
+
     def warm(self) -> None:
         """One 1-token request with the answer prompt's rules, so the server has loaded the model and
         cached the shared prompt prefix before the first question."""
