@@ -65,7 +65,8 @@ def stage_label(answer: Answer) -> str:
     if answer.verified:
         return "✓ **Verified answer** (every sentence checked against its cited sources)"
     if answer.fallback:
-        return f"📄 **Quoted source** · model answer not used: {md_safe(short(answer.fallback, 160))}"
+        reason = re.sub(r"([\\`*_\[\]#|~])", r"\\\1", html.escape(short(answer.fallback, 160), quote=False))
+        return f"📄 **Quoted source** · model answer not used: {reason}"
     return "📄 **Quoted source**" if answer.mode == "extractive" and answer.citations else ""
 
 

@@ -76,6 +76,9 @@ class Assistant:
         1-token request) when ``auto`` or ``local`` will use it, so the first question does not pay
         for it. ``llm_state`` says where this is ("warming up", "ready") for the UI."""
 
+        if self.settings.mode != "extractive":
+            self.llm_state = "warming up"  # until we know: the UI says so from its first page
+
         def work() -> None:
             try:
                 self.engine.embed_model.get_query_embedding("warm up")
@@ -89,6 +92,8 @@ class Assistant:
                     self.llm_state = "warming up"
                     generator_for(self.settings, mode).warm()  # starts the local server; caches the prompt
                     self.llm_state = "ready"
+                else:
+                    self.llm_state = "off"
             except Exception as exc:  # noqa: BLE001 - warming up is best effort; asking reports errors
                 self.llm_state = f"unavailable: {str(exc)[:200]}"
                 logging.getLogger(__name__).warning("warm-up: %s", exc)
