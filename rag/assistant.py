@@ -83,6 +83,7 @@ class Assistant:
             try:
                 self.engine.embed_model.get_query_embedding("warm up")
                 self._current_lexical()
+                self.engine.ask("warm up", mode="extractive")  # the whole chain once: the first quote is instant
                 mode = self.settings.mode
                 if mode == "auto":
                     mode = self.engine.resolve_auto()
