@@ -62,9 +62,36 @@ def timings_line(answer: Answer) -> str:
     return f"timings ({answer.mode}): " + " · ".join(parts)
 
 
-def chat_text(answer: Answer) -> str:
-    """The final chat message: the answer, then its per-stage timings."""
-    return f"{md_safe(answer.text)}\n\n*{md_safe(timings_line(answer))}*"
+def stage_label(answer: Answer) -> str:
+    """What kind of answer the reader is looking at (the first line of the chat message)."""
+    if answer.stage == "quote":
+        return "📄 **Quoted source** · the model's answer follows once it is verified…"
+    if answer.verified:
+        return "✓ **Verified answer** (every sentence checked against its cited sources)"
+    if answer.fallback:
+        reason = re.sub(r"([\\`*_\[\]#|~])", r"\\\1", html.escape(short(answer.fallback, 160), quote=False))
+        return f"📄 **Quoted source** · model answer not used: {reason}"
+    return "📄 **Quoted source**" if answer.mode == "extractive" and answer.citations else ""
+
+
+def chat_text(answer: Answer, draft: str = "") -> str:
+    """A chat message: what it is, the answer, the unverified draft while it streams, the timings."""
+    label = stage_label(answer)
+    out = f"{label}\n\n{md_safe(answer.text)}" if label else md_safe(answer.text)
+    if draft:
+        out += f"\n\n> *model drafting, not yet verified:* {md_safe(draft)}"
+    return f"{out}\n\n*{md_safe(timings_line(answer))}*"
+
+
+def llm_status(state: str) -> str:
+    """The model's state line under the chat ("warming up" while the server starts)."""
+    if state == "warming up":
+        return "⏳ The language model is warming up: answers quote their sources until it is ready."
+    if state == "ready":
+        return "✓ Language model ready: quoted answers are followed by the model's verified answer."
+    if state.startswith("unavailable"):
+        return f"Language model {md_safe(short(state, 200))}: answers quote their sources."
+    return "Answers quote their sources (no language model in use)."
 
 
 def short(text: str, limit: int = 70) -> str:
@@ -98,7 +125,8 @@ def card_html(c: Citation, kind: str) -> str:
 
 def panel_html(answer: Answer) -> str:
     """Citations (or related reading on abstention), conflicts and timings of one answer."""
-    out = [f'<div class="rag-panel" data-testid="answer-panel" data-abstained="{str(answer.abstained).lower()}">']
+    out = [f'<div class="rag-panel" data-testid="answer-panel" data-stage="{esc(answer.stage)}" '
+           f'data-verified="{str(answer.verified).lower()}" data-abstained="{str(answer.abstained).lower()}">']
     for conflict in answer.conflicts:
         claims = " vs ".join(f"<b>{esc(v)}</b> [{n}]" for v, n in conflict.claims)
         out.append(f'<div class="rag-conflict" role="alert" data-testid="conflict">⚠ The sources disagree: '
@@ -112,6 +140,8 @@ def panel_html(answer: Answer) -> str:
         out += [card_html(c, "citation") for c in answer.citations]
     if answer.fallback:
         out.append(f'<p class="rag-meta">LLM answer not used: {esc(answer.fallback)}</p>')
+    if answer.mode_reason:
+        out.append(f'<p class="rag-meta" data-testid="mode-reason">{esc(answer.mode_reason)}</p>')
     out.append(f'<p class="rag-timings" data-testid="timings">{esc(timings_line(answer))}</p></div>')
     return "".join(out)
 
@@ -179,14 +209,20 @@ def build_ui(qa: Assistant, creds: Credentials | None = None) -> gr.Blocks:
             return
         messages = [*messages, {"role": "user", "content": md_safe(question)},
                     {"role": "assistant", "content": "…"}]
-        draft = ""
+        draft, quote = "", None
         try:
             while True:
                 if event.type == "retrieved":
                     messages[-1]["content"] = f"searching {len(event.payload)} passages…"
                 elif event.type == "token":
                     draft += event.payload
-                    messages[-1]["content"] = md_safe(draft)
+                    messages[-1]["content"] = chat_text(quote, draft) if quote else md_safe(draft)
+                elif event.type == "answer" and event.payload.stage == "quote":
+                    quote = event.payload  # shown at once; the final answer replaces it
+                    messages[-1]["content"] = chat_text(quote)
+                    yield messages, gr.skip(), panel_html(quote), gr.skip()
+                    event = next(events)
+                    continue
                 elif event.type == "answer":
                     answer: Answer = event.payload
                     messages[-1]["content"] = chat_text(answer)
@@ -279,6 +315,7 @@ def build_ui(qa: Assistant, creds: Credentials | None = None) -> gr.Blocks:
                     box = gr.Textbox(elem_id="question", placeholder="Ask a question…", show_label=False, scale=5)
                     send = gr.Button("Ask", variant="primary", elem_id="ask-btn", scale=1)
                     clear = gr.Button("New chat", elem_id="clear-btn", scale=1)
+                status_line = gr.Markdown(llm_status(getattr(qa, "llm_state", "off")), elem_id="llm-status")
                 gr.Examples([[q] for q in EXAMPLES], inputs=[box], label="Examples", elem_id="examples")
             with gr.Column(scale=2):
                 lang = gr.Dropdown(LANGUAGES, value=[], multiselect=True, label="Only passages in",
@@ -317,6 +354,8 @@ def build_ui(qa: Assistant, creds: Credentials | None = None) -> gr.Blocks:
         drop.click(remove, [gone], [status, table, docs, gone], api_name="remove", api_visibility="undocumented",
                    **ingest)
         gr.api(ask, api_name="ask", **limit)
+        gr.Timer(1.0).tick(lambda: llm_status(getattr(qa, "llm_state", "off")), None, [status_line], queue=False,
+                           api_visibility="undocumented", show_progress="hidden")
     return demo
 
 

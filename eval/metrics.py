@@ -108,13 +108,22 @@ def score_answer(item: GoldItem, answer: Any | None, error: str = "") -> dict[st
     if item.kind == "conflict" or item.conflict:
         conflict = bool(answer.conflicts) or (bool(item.conflict) and answer_correct(answer.text, item.conflict))
     row["answer_language"] = lang
+    # The model's own draft, judged as if it had been shown: a verified wrong draft passed the check
+    # (the worst outcome), a correct draft that was not shown was rejected by it.
+    draft = getattr(answer, "draft", "") or ""
+    drafted = bool(draft)
+    draft_ok = bool(item.answerable and draft and answer_correct(draft, item.answers))
+    row["draft"] = draft
     row["scores"] = {"correct": correct, "groups_matched": groups, "citation_precision": precision,
                      "citation_sentence_precision": sentence_precision, "false_conflict": false_conflict,
                      "verified": None if answer.abstained else bool(answer.verified),
                      "citation_supported": support, "citation_supported_partial": partial,
                      "has_citation": has_cit, "language_match": lang == item.lang,
                      "question_language_match": answer.language == item.lang,
-                     "conflict_surfaced": conflict, "retrieval": {}}
+                     "conflict_surfaced": conflict, "retrieval": {},
+                     "wrong_passed": bool(answer.verified and not correct) if drafted else None,
+                     "correct_rejected": bool(not answer.verified and not answer.abstained and draft_ok)
+                     if drafted else None}
     why: list[str] = []
     if item.answerable and answer.abstained:
         why.append("abstained on answerable")
@@ -197,7 +206,8 @@ def _arrays(rows: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarra
                       ("citation_support", "citation_supported"),
                       ("citation_support_partial", "citation_supported_partial"), ("cited_share", "has_citation"),
                       ("conflict_surfaced", "conflict_surfaced"), ("language_match", "language_match"),
-                      ("question_language_match", "question_language_match")):
+                      ("question_language_match", "question_language_match"),
+                      ("wrong_passed_share", "wrong_passed"), ("correct_rejected_share", "correct_rejected")):
         num, den = opt(key)
         out[name] = (num, den * ok, int((den * ok).sum()), None)
     out["abstention_precision"] = (tp, tp + fp, len(rows), None)
@@ -254,7 +264,10 @@ def counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "false_abstentions": sum(r["abstained"] and r["answerable"] for r in rows),
             "answered_unanswerable": sum(not r["abstained"] and not r["answerable"] for r in rows),
             "errors": sum(r["verdict"] == "error" for r in rows),
-            "fallbacks": sum(bool(r.get("fallback")) for r in rows), "answer_modes": dict(sorted(modes.items()))}
+            "fallbacks": sum(bool(r.get("fallback")) for r in rows), "answer_modes": dict(sorted(modes.items())),
+            "drafted": sum(r["scores"].get("wrong_passed") is not None for r in rows),
+            "wrong_answers_passed": sum(bool(r["scores"].get("wrong_passed")) for r in rows),
+            "correct_answers_rejected": sum(bool(r["scores"].get("correct_rejected")) for r in rows)}
 
 
 def aggregate(rows: list[dict[str, Any]], seed: int = SEED, resamples: int = RESAMPLES) -> dict[str, Any]:

@@ -138,8 +138,8 @@ def names(text: str) -> set[str]:
 SCALES: dict[str, dict[str, float]] = {
     "en": {"thousand": 1e3, "million": 1e6, "millions": 1e6, "billion": 1e9, "billions": 1e9, "bn": 1e9,
            "trillion": 1e12, "trillions": 1e12},
-    "pt": {"mil": 1e3, "milhao": 1e6, "milhoes": 1e6, "bilhao": 1e9, "bilhoes": 1e9, "trilhao": 1e12,
-           "trilhoes": 1e12},
+    "pt": {"mil": 1e3, "milhao": 1e6, "milhoes": 1e6, "mil milhoes": 1e9, "bilhao": 1e9, "bilhoes": 1e9,
+           "trilhao": 1e12, "trilhoes": 1e12},
     "es": {"mil": 1e3, "millon": 1e6, "millones": 1e6, "mil millones": 1e9, "billon": 1e12, "billones": 1e12},
     "de": {"tausend": 1e3, "million": 1e6, "millionen": 1e6, "mio": 1e6, "milliarde": 1e9, "milliarden": 1e9,
            "mrd": 1e9, "billion": 1e12, "billionen": 1e12},
@@ -171,3 +171,44 @@ def amounts(text: str, lang: str) -> list[tuple[float, str]]:
             continue
         out.append((value * table.get(scale_word, SCALES["en"].get(scale_word, 1.0)), m.group(0).strip()))
     return out
+
+
+def scale_words(text: str) -> list[str]:
+    """Scale words of any of our languages in ``text``, as written ("1 billion US-Dollar" -> ["billion"])."""
+    return [m.group("scale") for m in _AMOUNT.finditer(text) if m.group("scale")]
+
+
+def foreign_scale_words(text: str, lang: str) -> list[str]:
+    """Scale words in ``text`` that are not number words of ``lang``: "billion" in a Portuguese or
+    Spanish sentence is the English word; in German the nouns are capitalised, so a lower-case
+    "billion"/"million" there is English too (and "Billion" would mean 10^12, not 10^9)."""
+    table = SCALES.get(lang)
+    if table is None:
+        return []
+    out = []
+    for word in scale_words(text):
+        folded = fold(word)
+        native = folded in table and not (lang == "de" and word[0].islower() and folded not in ("mio", "mrd"))
+        if not native:
+            out.append(word)
+    return out
+
+
+# ---------------------------------------------------------------------------- negation
+# Negators per language: the words that turn "X advises Y" into its opposite. stopwords-iso mixes
+# them in with every other function word, so they are listed here (Portuguese "no" = "in the" is
+# deliberately absent; Spanish and English "no" negate).
+NEGATORS: dict[str, frozenset[str]] = {
+    "en": frozenset({"not", "no", "never", "none", "neither", "nor", "nobody", "nothing", "cannot", "without"}),
+    "pt": frozenset({"nao", "nunca", "jamais", "nem", "nenhum", "nenhuma", "ninguem", "nada", "sem"}),
+    "es": frozenset({"no", "nunca", "jamas", "ni", "ningun", "ninguna", "ninguno", "nadie", "nada", "sin",
+                     "tampoco"}),
+    "de": frozenset({"nicht", "kein", "keine", "keinen", "keinem", "keiner", "keines", "nie", "niemals",
+                     "weder", "nichts", "niemand", "ohne"}),
+}
+
+
+def negated(text: str, lang: str) -> bool:
+    """True when ``text`` contains a negator of ``lang`` (English contractions "n't" included)."""
+    negators = NEGATORS.get(lang, frozenset())
+    return "n't" in text.lower() or "n’t" in text.lower() or any(fold(w) in negators for w in words(text))

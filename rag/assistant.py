@@ -36,6 +36,7 @@ class Assistant:
         self._store = self._indexer = self._engine = None
         self._lexical: LexicalIndex | None = None
         self._lexical_checked = 0.0
+        self.llm_state = "off"  # "off" | "warming up" | "ready" | "unavailable: <why>" (see warm_up)
 
     # ------------------------------------------------------------------ parts
     @property
@@ -71,21 +72,31 @@ class Assistant:
             return self._lexical
 
     def warm_up(self, background: bool = True) -> threading.Thread | None:
-        """Load the embedder and side indexes, and start the local LLM server when ``auto`` or
-        ``local`` will use it, so the first question does not pay for it."""
+        """Load the embedder and side indexes, and start the local LLM server (and send it one
+        1-token request) when ``auto`` or ``local`` will use it, so the first question does not pay
+        for it. ``llm_state`` says where this is ("warming up", "ready") for the UI."""
+
+        if self.settings.mode != "extractive":
+            self.llm_state = "warming up"  # until we know: the UI says so from its first page
 
         def work() -> None:
             try:
                 self.engine.embed_model.get_query_embedding("warm up")
                 self._current_lexical()
+                self.engine.ask("warm up", mode="extractive")  # the whole chain once: the first quote is instant
                 mode = self.settings.mode
                 if mode == "auto":
                     mode = self.engine.resolve_auto()
-                if mode == "local":
-                    from rag.llm_server import get_local_server
+                if mode in ("local", "openai"):
+                    from rag.llm import generator_for
 
-                    get_local_server(self.settings)
+                    self.llm_state = "warming up"
+                    generator_for(self.settings, mode).warm()  # starts the local server; caches the prompt
+                    self.llm_state = "ready"
+                else:
+                    self.llm_state = "off"
             except Exception as exc:  # noqa: BLE001 - warming up is best effort; asking reports errors
+                self.llm_state = f"unavailable: {str(exc)[:200]}"
                 logging.getLogger(__name__).warning("warm-up: %s", exc)
 
         if not background:

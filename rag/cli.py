@@ -147,9 +147,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     for event in qa.stream(args.question, **kwargs):
         if event.type == "token":
             print(event.payload, end="", flush=True)
+        elif event.type == "answer" and event.payload.stage == "quote":
+            print(f"quoted source (the model's answer follows once verified):\n{event.payload.text}\n", flush=True)
         elif event.type == "answer":
             answer = event.payload
-    print(f"\n{answer.text}\n")
+    print(f"\n{'verified answer' if answer.verified else 'answer'}:\n{answer.text}\n")
     label = "related passages (not citations)" if answer.abstained else "citations"
     items = answer.related if answer.abstained else answer.citations
     if items:
@@ -158,6 +160,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         where = f"{c.location}, " if c.location else ""
         print(f"  [{c.n}] {c.doc_id} ({c.language}) {where}chars {c.char_start}-{c.char_end}: “{c.quote}”")
     note = f"mode={answer.mode} verified={answer.verified} language={answer.language}"
+    if answer.mode_reason:
+        note += f" ({answer.mode_reason})"
     if answer.fallback:
         note += f" fallback: {answer.fallback}"
     print(f"\n{note}\ntimings: " + ", ".join(f"{k}={v * 1000:.0f}ms" for k, v in answer.timings.items()))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,13 +24,15 @@ from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from pydantic import ConfigDict, PrivateAttr
 
-from index.language import detect_language, detect_question_language
+from index.language import detect_language, detect_question_language, without_names
+from index.text import fold, names, words
 from rag.abstain import AbstentionGate
 from rag.conflicts import asks_quantity, figures, find_conflicts
+from rag.context import build_context
 from rag.errors import LLMError, QuestionError
 from rag.evidence import EvidenceSelector, hit_nodes, rerank_hits, to_evidence
 from rag.extractive import extractive_answer, pick_primary
-from rag.messages import ANSWER_LANGUAGES, message
+from rag.messages import ANSWER_LANGUAGES, language_name, message
 from rag.ranker import Ranker
 from rag.retrieve import HybridRetriever
 from rag.settings import Settings
@@ -37,6 +40,16 @@ from rag.types import Answer, Conflict, Event, Evidence, Hit
 from rag.verify import Verifier
 
 FOLLOW_UP_WORDS = 12
+
+
+def answer_language(text: str) -> str:
+    """The language of an answer's own words among en/pt/es/de ("" when too few to tell): names
+    and numbers are left out, as lingua reads "California State Route 99" as English."""
+    rest = without_names(text)
+    if len(rest.split()) < 3:
+        return ""
+    found = detect_language(rest, ANSWER_LANGUAGES)
+    return found.code if found.confidence > 0.5 else ""
 
 
 def clean_question(question: str, limit: int) -> str:
@@ -93,30 +106,17 @@ class CitedQueryEngine(CustomQueryEngine):
         lang = detected if detected in ANSWER_LANGUAGES else "en"
         query = self._with_history(question, history)
 
-        got = self.retriever.retrieve(query, query_lang=lang, top_k=top_k or s.top_k,
-                                      languages=languages or None, sources=sources or None)
-        timings = dict(got.timings)
-        if s.reranker_model:
-            t = time.perf_counter()
-            got.hits = self._rerank(query, got.hits)
-            timings["rerank"] = time.perf_counter() - t
+        filters = dict(top_k=top_k or s.top_k, languages=languages or None, sources=sources or None)
+        got, timings = self._retrieve(query, lang, **filters)
         yield Event("retrieved", got.hits)
-
         t = time.perf_counter()
-        # A follow-up's sentences are scored against what is asked now *and* its context: the
-        # mean of both vectors (the history alone would re-select the previous answer).
-        q_vec = got.query_embedding
-        if query != question:
-            now = np.asarray(self.embed_model.get_query_embedding(question))
-            q_vec = list((now + np.asarray(got.query_embedding)) / 2)
-        evidence, vectors, got.hits = self._evidence(question, got.hits, q_vec, lang)
+        evidence, vectors, decision = self._find(question, query, got, lang)
         if query != question and evidence and max(e.features["ctx_overlap"] for e in evidence) == 0:
             # None of the follow-up's own words is in what the previous turn's context found: a
             # new topic, asked on its own (not glued onto the last turn).
-            got = self.retriever.retrieve(question, query_lang=lang, top_k=top_k or s.top_k,
-                                          languages=languages or None, sources=sources or None)
-            evidence, vectors, got.hits = self._evidence(question, got.hits, got.query_embedding, lang)
-        decision = self.gate().decide(question, evidence, got.hits)
+            query = question
+            got, timings = self._retrieve(question, lang, **filters)
+            evidence, vectors, decision = self._find(question, question, got, lang)
         timings["evidence"] = time.perf_counter() - t
         yield Event("evidence", evidence)
 
@@ -133,25 +133,92 @@ class CitedQueryEngine(CustomQueryEngine):
 
         conflicts = self._conflicts(question, evidence, vectors, lang)
         t = time.perf_counter()
+        text, cited = extractive_answer(lang, evidence)
+        quote = Answer(text=text, mode="extractive", citations=self._cite(evidence, cited), **base,
+                       verification="quoted from the evidence", stage="quote")
+        self._add_conflicts(quote, conflicts, evidence, lang)
         answer = None
         if mode != "extractive":
-            answer = yield from self._llm_answer(question, lang, evidence, history, mode, base, llm_factory)
+            reason = ""
+            if mode == "auto" and llm_factory is None:
+                mode, reason = self.resolve_auto_reason()
+            if mode is not None:
+                # The quote now (milliseconds), the model's answer when it is verified (seconds).
+                yield Event("answer", self._finish(replace(quote, timings={}), dict(timings), started))
+                gen, why = self._generator(mode, llm_factory)
+                if gen is None:
+                    answer = Answer(text="", mode=mode, fallback=f"LLM unavailable: {why}", **base)
+                else:
+                    found = self._standalone(gen, question, history, lang, filters)
+                    if found:  # the model reads the evidence for what the follow-up means
+                        standalone, evidence, base["retrieved"] = found
+                        conflicts = []  # found on the first evidence: their numbers would not match
+                    answer = yield from self._llm_answer(question, lang, evidence, history, gen, base)
+                    if found:
+                        answer.verification = f"{answer.verification} (follow-up read as: {standalone!r})"
+                    if answer.fallback and answer.draft:  # the model works, only its answer was not used
+                        quote = self._translated(quote, evidence, lang, gen) or quote
+                answer.mode_reason = reason or f"{mode}: asked for"
+            else:
+                quote.mode_reason = reason
         if answer is None or answer.fallback:
             fallback = answer.fallback if answer else ""
-            text, cited = extractive_answer(lang, evidence)
-            answer = Answer(text=text, mode="extractive", citations=self._cite(evidence, cited), **base,
-                            verification=f"fell back to extractive: {fallback}" if fallback else "quoted from the evidence",
-                            fallback=fallback)
+            answer = replace(quote, stage="final", fallback=fallback, draft=answer.draft if answer else "",
+                             mode_reason=answer.mode_reason if answer else quote.mode_reason or "extractive: asked for",
+                             verification=f"fell back to extractive: {fallback}; {quote.verification}" if fallback
+                             else quote.verification)
+        elif answer.abstained:
+            answer.related = [e.citation() for e in evidence[:3]]
+        else:
+            self._add_conflicts(answer, conflicts, evidence, lang)
         timings["generate"] = time.perf_counter() - t
-        if conflicts:
-            answer.conflicts = conflicts
-            notice = "; ".join(", ".join(f"{v} [{n}]" for v, n in c.claims) for c in conflicts)
-            answer.text = f"{answer.text}\n\n⚠ {message(lang, 'conflict')} {notice}"
-            extra = sorted({n for c in conflicts for _, n in c.claims} - {c.n for c in answer.citations})
-            answer.citations = sorted([*answer.citations, *self._cite(evidence, extra)], key=lambda c: c.n)
         yield Event("answer", self._finish(answer, timings, started))
 
+    def _add_conflicts(self, answer: Answer, conflicts: list[Conflict], evidence: list[Evidence], lang: str) -> None:
+        if not conflicts:
+            return
+        answer.conflicts = conflicts
+        notice = "; ".join(", ".join(f"{v} [{n}]" for v, n in c.claims) for c in conflicts)
+        answer.text = f"{answer.text}\n\n⚠ {message(lang, 'conflict')} {notice}"
+        extra = sorted({n for c in conflicts for _, n in c.claims} - {c.n for c in answer.citations})
+        answer.citations = sorted([*answer.citations, *self._cite(evidence, extra)], key=lambda c: c.n)
+
     # ------------------------------------------------------------------ steps
+    def _retrieve(self, query: str, lang: str, **filters):
+        got = self.retriever.retrieve(query, query_lang=lang, **filters)
+        timings = dict(got.timings)
+        if self.settings.reranker_model:
+            t = time.perf_counter()
+            got.hits = self._rerank(query, got.hits)
+            timings["rerank"] = time.perf_counter() - t
+        return got, timings
+
+    def _find(self, question: str, query: str, got, lang: str):
+        """Evidence, its vectors and the abstention decision for ``question`` over ``got``'s hits."""
+        # A follow-up's sentences are scored against what is asked now *and* its context: the
+        # mean of both vectors (the history alone would re-select the previous answer).
+        q_vec = got.query_embedding
+        if query != question:
+            now = np.asarray(self.embed_model.get_query_embedding(question))
+            q_vec = list((now + np.asarray(got.query_embedding)) / 2)
+        evidence, vectors, got.hits = self._evidence(question, got.hits, q_vec, lang)
+        return evidence, vectors, self.gate().decide(question, evidence, got.hits)
+
+    def _standalone(self, gen, question: str, history, lang: str, filters: dict):
+        """With a model: the follow-up rewritten into a standalone question, and its evidence
+        (None when there is no history, the rewrite fails or changes nothing, or it abstains)."""
+        if not history or not hasattr(gen, "rewrite"):
+            return None
+        try:
+            standalone = gen.rewrite(question, history, lang)
+        except LLMError:
+            return None
+        if not standalone or fold(standalone) == fold(question):
+            return None
+        got, _ = self._retrieve(standalone, lang, **filters)
+        evidence, _, decision = self._find(standalone, standalone, got, lang)
+        return None if decision.abstain else (standalone, evidence, got.hits)
+
     def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         """Optional cross-encoder stage (``reranker_model``): llama-index's SentenceTransformerRerank."""
         from dataclasses import replace
@@ -168,11 +235,16 @@ class CitedQueryEngine(CustomQueryEngine):
     @staticmethod
     def _with_history(question: str, history: list[tuple[str, str]] | None) -> str:
         """A short follow-up ("and how much will it invest?") is searched together with the last turn:
-        its question, and the start of its answer (where "it" usually points)."""
+        its question, and the start of its answer (where "it" usually points). A question that names
+        something the last turn did not (a name or a number of its own) is a new topic and is
+        searched alone, so the previous turn is not glued onto it."""
         if not history or len(question.split()) > FOLLOW_UP_WORDS:
             return question
         last_q, last_a = history[-1]
         last_a = re.sub(r"\[\d+\]|⚠.*", "", str(last_a or ""), flags=re.S).strip()[:200]
+        before = names(f"{last_q} {last_a}") | {fold(w) for w in words(f"{last_q} {last_a}")}
+        if names(question) - before:
+            return question
         return f"{last_q} {last_a} {question}".strip()
 
     def ranker(self) -> Ranker:
@@ -204,57 +276,81 @@ class CitedQueryEngine(CustomQueryEngine):
     def resolve_auto(self) -> str | None:
         """What ``auto`` means here: a reachable OpenAI-compatible server, else the local model
         if installed, else None (extractive)."""
+        return self.resolve_auto_reason()[0]
+
+    def resolve_auto_reason(self) -> tuple[str | None, str]:
+        """``resolve_auto`` and why. Latency is not a reason to skip the model: the cited quote is
+        shown within milliseconds either way, and the model's answer replaces it once verified."""
         from rag.llm import LLMGenerator
         from rag.llm_server import resolve_model_path
 
         s = self.settings
         if s.llm_base_url:
             if LLMGenerator(s.llm_base_url, s.llm_model or "default", api_key=s.llm_api_key).ping(timeout=2):
-                return "openai"
+                return "openai", "auto: the configured OpenAI-compatible server answers (quote first, then its answer)"
         try:
             resolve_model_path(s)
-            return "local"
-        except LLMError:
-            return None
+            return "local", "auto: the bundled local model (quote shown at once, its verified answer follows)"
+        except LLMError as exc:
+            return None, f"auto: extractive, no LLM available ({str(exc)[:120]})"
 
-    def _llm_answer(self, question, lang, evidence, history, mode, base, llm_factory):
+    def _generator(self, mode: str, llm_factory):
+        """(generator, "") or (None, why it is unavailable)."""
         from rag.llm import generator_for
 
-        if mode == "auto" and llm_factory is None:
-            mode = self.resolve_auto()
-            if mode is None:
-                return None
         try:
-            gen = (llm_factory or generator_for)(self.settings, mode)
+            return (llm_factory or generator_for)(self.settings, mode), ""
         except LLMError as exc:
-            return Answer(text="", mode=mode, fallback=f"LLM unavailable: {exc}", **base)
-        name = getattr(gen, "name", mode)
-        verifier = Verifier(self.embed_model)
-        reason = ""
-        for attempt in range(2):  # a second try only when the answer came back in the wrong language
-            try:
-                draft = None
-                for piece in gen.stream(question, lang, evidence, history):
-                    if isinstance(piece, str):
-                        if attempt == 0:
-                            yield Event("token", piece)
-                    else:
-                        draft = piece
-            except LLMError as exc:
-                return Answer(text="", mode=name, fallback=f"LLM failed: {exc}", **base)
-            if draft is None:
-                return Answer(text="", mode=name, fallback="LLM returned nothing", **base)
-            verdict = verifier.check(draft.text, draft.cited, evidence)
-            if not verdict.ok:
-                return Answer(text="", mode=name, fallback=f"verification failed: {verdict.reason}", **base)
-            got_lang = detect_language(draft.text).code
-            if got_lang != lang and len(draft.text.split()) >= 4 and detect_language(draft.text).confidence > 0.5:
-                reason = f"answer came back in '{got_lang}', not '{lang}'"
-                continue
-            marks = "".join(f"[{n}]" for n in verdict.cited)
-            return Answer(text=f"{draft.text.strip()} {marks}", mode=name, verified=True,
-                          verification=verdict.reason, citations=self._cite(evidence, verdict.cited), **base)
-        return Answer(text="", mode=name, fallback=reason, **base)
+            return None, str(exc)
+
+    def _llm_answer(self, question, lang, evidence, history, gen, base):
+        name = getattr(gen, "name", "llm")
+        context = build_context(evidence, self.settings.llm_context_tokens)
+        sentences = context.sentences
+        draft = None
+        try:
+            for piece in gen.stream(question, lang, context, history):
+                if isinstance(piece, str):
+                    yield Event("token", piece)
+                else:
+                    draft = piece
+        except LLMError as exc:
+            return Answer(text="", mode=name, fallback=f"LLM failed: {exc}", **base)
+        if draft is None:
+            return Answer(text="", mode=name, fallback="LLM returned nothing", **base)
+        if not getattr(draft, "found", True):
+            return Answer(text=message(lang, "not_found"), mode=name, abstained=True, draft=draft.text,
+                          verification="the model found no answer in the passages it read", **base)
+        failed = dict(text="", mode=name, draft=draft.text, **base)
+        verdict = Verifier(self.embed_model).check(draft.text, draft.cited, sentences, lang=lang, question=question)
+        if not verdict.ok:
+            return Answer(fallback=f"verification failed: {verdict.reason}", **failed)
+        got = answer_language(draft.text)
+        if got not in (lang, ""):
+            return Answer(fallback=f"answer came back in '{got}', not '{lang}'", **failed)
+        marks = "".join(f"[{n}]" for n in verdict.cited)
+        return Answer(text=f"{draft.text.strip()} {marks}", mode=name, verified=True, draft=draft.text,
+                      verification=verdict.reason, citations=self._cite(sentences, verdict.cited), **base)
+
+    def _translated(self, quote: Answer, evidence: list[Evidence], lang: str, gen) -> Answer | None:
+        """The quote in the reader's language by the model, checked like an answer against the one
+        sentence it translates; None when there is nothing to translate or the check fails."""
+        primary = next((e for e in evidence if quote.citations and e.n == quote.citations[0].n), None)
+        if gen is None or primary is None or primary.language == lang or not hasattr(gen, "translate"):
+            return None
+        try:
+            text = gen.translate(primary.text, primary.language, lang)
+        except LLMError:
+            return None
+        verdict = Verifier(self.embed_model).check(text, [primary.n], [primary], lang=lang)
+        if not text or not verdict.ok or answer_language(text) not in (lang, ""):
+            return None
+        head = message(lang, "translated_from", language=language_name(primary.language, lang))
+        body = quote.text.split("\n\n⚠", 1)
+        notice = f"\n\n⚠{body[1]}" if len(body) > 1 else ""
+        return replace(quote, text=f"{head} “{text}” [{primary.n}]{notice}",
+                       verification=f"quote translated from {primary.language} by the model "
+                                    "(names, numbers and negation checked against the original)")
 
     @staticmethod
     def _cite(evidence: list[Evidence], numbers: list[int]):
@@ -263,6 +359,8 @@ class CitedQueryEngine(CustomQueryEngine):
 
     @staticmethod
     def _finish(answer: Answer, timings: dict, started: float) -> Answer:
+        """Stamp the timings (a copy: the quote and the final answer each keep their own)."""
+        timings = dict(timings)
         timings["total"] = time.perf_counter() - started
         answer.timings = {k: round(v, 4) for k, v in timings.items()}
         return answer

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from rag.context import Context
 from rag.errors import LLMError
 from rag.types import Evidence
 
@@ -64,11 +65,19 @@ class Draft:
     completion_tokens: int
     seconds: float
     ttft: float
+    found: bool = True  # False when the model said the sentences do not answer the question
 
 
 @cache
 def _prompt_parts() -> tuple[Template, Template]:
     text = files("rag").joinpath("prompts/answer.txt").read_text(encoding="utf-8")
+    system, user = text.split("=== user ===\n", 1)
+    return Template(system.strip()), Template(user.strip())
+
+
+@cache
+def _translate_parts() -> tuple[Template, Template]:
+    text = files("rag").joinpath("prompts/translate.txt").read_text(encoding="utf-8")
     system, user = text.split("=== user ===\n", 1)
     return Template(system.strip()), Template(user.strip())
 
@@ -83,10 +92,23 @@ def _one_line(text: str, limit: int = 0) -> str:
     return text[:limit].rstrip() + "…" if limit and len(text) > limit else text
 
 
+def _passages(evidence: list[Evidence] | Context) -> str:
+    """Numbered sentences, grouped in passages (one block per passage, its document and language)."""
+    if not isinstance(evidence, Context):
+        return "\n".join(f"[{e.n}] {_one_line(e.text)}" for e in evidence)
+    blocks = []
+    for i, p in enumerate(evidence.passages, 1):
+        head = f"Passage {i} ({_one_line(p[0].title or p[0].doc_id, 80)}; {language_name(p[0].language)}):"
+        blocks.append("\n".join([head, *(f"[{s.n}] {_one_line(s.text)}" for s in p)]))
+    return "\n\n".join(blocks)
+
+
 def build_messages(
-    question: str, language: str, evidence: list[Evidence], history: list[tuple[str, str]] | None = None
+    question: str, language: str, evidence: list[Evidence] | Context,
+    history: list[tuple[str, str]] | None = None,
 ) -> list[dict[str, str]]:
-    """The chat messages: system rules, then history, numbered sentences and the question.
+    """The chat messages: system rules, then history, numbered sentences (in passages when given a
+    ``Context``) and the question.
 
     ``language`` is a name ("Portuguese") or an ISO code ("pt"), which is turned into its name.
     """
@@ -99,7 +121,7 @@ def build_messages(
     values = {
         "language": language,
         "question": _one_line(question),
-        "sentences": "\n".join(f"[{e.n}] {_one_line(e.text)}" for e in evidence),
+        "sentences": _passages(evidence),
         "history": f"Earlier in this conversation (for context only):\n{past}" if past else "",
     }
     return [
@@ -147,6 +169,12 @@ class _AnswerExtractor:
         if not self.closed and "[" in decoded and "]" not in decoded[decoded.rindex("[") :]:
             decoded = decoded[: decoded.rindex("[")]  # hold back a possibly unfinished [n marker
         return clean_answer(decoded)
+
+
+def parse_found(raw: str) -> bool:
+    """The reply's "found" flag (True when missing or unreadable: the answer is then verified as usual)."""
+    m = re.search(r'"found"\s*:\s*(true|false)', raw)
+    return not (m and m.group(1) == "false")
 
 
 def parse_reply(raw: str, n_evidence: int) -> tuple[str, list[int]]:
@@ -235,7 +263,7 @@ class LLMGenerator:
         return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
 
     def stream(
-        self, question: str, language: str, evidence: list[Evidence],
+        self, question: str, language: str, evidence: list[Evidence] | Context,
         history: list[tuple[str, str]] | None = None,
     ) -> Iterator[str | Draft]:
         """Yield answer-text deltas as they arrive, then one Draft. Raises LLMError."""
@@ -243,7 +271,8 @@ class LLMGenerator:
 
         messages = [ChatMessage(role=m["role"], content=m["content"])
                     for m in build_messages(question, language, evidence, history)]
-        kwargs = {"response_format": self.response_format(len(evidence)),
+        n_max = max((e.n for e in (evidence.sentences if isinstance(evidence, Context) else evidence)), default=0)
+        kwargs = {"response_format": self.response_format(n_max),
                   "stream_options": {"include_usage": True}}
         t0 = time.monotonic()
         deadline = t0 + self.timeout
@@ -291,7 +320,7 @@ class LLMGenerator:
         finally:
             cancel.set()
         try:
-            text, cited = parse_reply(extractor.raw, len(evidence))
+            text, cited = parse_reply(extractor.raw, n_max)
         except LLMError as exc:
             if finish == "length":
                 raise LLMError(f"LLM returned unparseable output: cut off at max_tokens={self.max_tokens}: "
@@ -304,14 +333,14 @@ class LLMGenerator:
             text=text, cited=cited, raw=extractor.raw,
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or n_chunks,
-            seconds=seconds, ttft=ttft,
+            seconds=seconds, ttft=ttft, found=parse_found(extractor.raw),
         )
         log.info("%s LLM: %d prompt + %d completion tokens, ttft %.2f s, total %.2f s", self.name,
                  draft.prompt_tokens, draft.completion_tokens, ttft, seconds)
         yield draft
 
     def generate(
-        self, question: str, language: str, evidence: list[Evidence],
+        self, question: str, language: str, evidence: list[Evidence] | Context,
         history: list[tuple[str, str]] | None = None,
     ) -> Draft:
         """``stream`` consumed to its Draft."""
@@ -319,6 +348,49 @@ class LLMGenerator:
             if isinstance(part, Draft):
                 return part
         raise LLMError(f"{self.name} LLM server at {self.base_url} returned no answer")
+
+    def translate(self, text: str, source: str, language: str) -> str:
+        """The model's translation of one sentence from ``source`` into ``language`` (codes or names).
+        The caller checks it (names, numbers by value, negation) before showing it."""
+        from llama_index.core.llms import ChatMessage
+
+        system, user = _translate_parts()
+        values = {"language": language_name(language), "source": language_name(source), "text": _one_line(text)}
+        messages = [ChatMessage(role="system", content=system.safe_substitute(values)),
+                    ChatMessage(role="user", content=user.safe_substitute(values))]
+        try:
+            reply = self._llm.chat(messages, max_tokens=min(self.max_tokens, 2 * len(text) // 3 + 32))
+        except Exception as exc:  # noqa: BLE001 - every client error becomes an LLMError
+            raise self._error(exc) from None
+        return " ".join(str(reply.message.content or "").split()).strip().strip('"“”«»')
+
+    def rewrite(self, question: str, history: list[tuple[str, str]], language: str) -> str:
+        """A follow-up question rewritten into a standalone one in ``language``, using the last turns."""
+        from llama_index.core.llms import ChatMessage
+
+        text = files("rag").joinpath("prompts/rewrite.txt").read_text(encoding="utf-8")
+        system, user = (Template(p.strip()) for p in text.split("=== user ===\n", 1))
+        past = "".join(f"Q: {_one_line(q, _HISTORY_CHARS)}\nA: {_one_line(a, _HISTORY_CHARS)}\n"
+                       for q, a in history[-_HISTORY_TURNS:])
+        values = {"language": language_name(language), "history": past, "question": _one_line(question)}
+        messages = [ChatMessage(role="system", content=system.safe_substitute(values)),
+                    ChatMessage(role="user", content=user.safe_substitute(values))]
+        try:
+            reply = self._llm.chat(messages, max_tokens=64)
+        except Exception as exc:  # noqa: BLE001 - every client error becomes an LLMError
+            raise self._error(exc) from None
+        return " ".join(str(reply.message.content or "").split()).strip().strip('"“”«»')
+
+    def warm(self) -> None:
+        """One 1-token request with the answer prompt's rules, so the server has loaded the model and
+        cached the shared prompt prefix before the first question."""
+        from llama_index.core.llms import ChatMessage
+
+        messages = [ChatMessage(role=m["role"], content=m["content"]) for m in build_messages("warm up", "en", [])]
+        try:
+            self._llm.chat(messages, max_tokens=1)
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc) from None
 
     def ping(self, timeout: float = 3) -> bool:
         """True if ``GET {base_url}/models`` answers 200 within ``timeout``."""

@@ -205,7 +205,7 @@ def sse_chunks(req: dict, events: Callable[[], Iterator[Event]], cid: str, creat
         answer, tokens = None, 0
         for event in events():
             if event.type == "answer":
-                answer = event.payload
+                answer = event.payload  # only the last (final) stage is sent: verified text or the quote
             elif event.type == "token":
                 tokens += 1
                 if tokens % 8 == 1:
@@ -285,7 +285,8 @@ def openai_router(qa, require_auth: bool, keys: Callable[[], set[str]] | None = 
 
     def answer_of(req: dict) -> Answer:
         try:
-            return next(e.payload for e in answering(req) if e.type == "answer")
+            answers = [e.payload for e in answering(req) if e.type == "answer"]
+            return answers[-1]  # the final stage (a quote stage may come first)
         except QuestionError as exc:
             raise ApiError(400, str(exc), param="messages") from None
         except RagError as exc:

@@ -83,6 +83,7 @@ class Settings:
     llm_threads: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1))
     llm_ctx: int = 4096
     llm_max_tokens: int = 256
+    llm_context_tokens: int = 450  # tiktoken cl100k tokens of passage text the model reads (rag/context.py)
     llm_base_url: str = ""  # OpenAI-compatible server for mode "openai"
     llm_model: str = ""
     llm_api_key_env: str = "RAG_LLM_API_KEY"

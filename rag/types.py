@@ -93,7 +93,12 @@ class Conflict:
 
 @dataclass
 class Answer:
-    """What ``Assistant.ask`` returns. ``to_dict()`` is JSON-ready."""
+    """What ``Assistant.ask`` returns. ``to_dict()`` is JSON-ready.
+
+    ``stream`` yields up to two ``answer`` events: with an LLM mode first the extractive quote
+    (``stage="quote"``, at once), then the final answer (``stage="final"``: the verified model
+    answer, or the quote with ``fallback`` saying why). The last ``answer`` event is always final.
+    """
 
     question: str
     text: str
@@ -109,6 +114,9 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     requested_mode: str = "auto"
     fallback: str = ""  # non-empty when an LLM mode fell back to extractive, with the reason
+    stage: str = "final"  # "quote": the cited quote shown at once while the model works; "final": the answer
+    draft: str = ""  # the model's own answer text, kept even when it was not used (for evaluation)
+    mode_reason: str = ""  # why this mode answered ("auto: local model ...", "verification failed ...")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

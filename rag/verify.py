@@ -1,12 +1,24 @@
-"""Post-generation verification: every answer sentence must be backed by an evidence sentence.
+"""Post-generation verification: every answer sentence must be backed by cited sentences of one
+passage.
 
-    >>> v = Verifier(embed_model).check("Nvidia advises AIP.", [1], evidence)
+    >>> v = Verifier(embed_model).check("Nvidia advises AIP.", [1], evidence, lang="en")
     >>> v.ok, v.cited, v.reason
 
-A sentence is backed when every name and number it states occurs in the evidence and its
-embedding is close enough to the evidence sentence that shares most of them. Missing citations are added; a name or
-number no evidence sentence has makes the whole answer fail, and the engine falls back to
-the extractive answer.
+An answer sentence is backed by a passage (the sentences of one chunk the model read: an
+evidence sentence and its neighbours) when, in that passage,
+
+* every name it states occurs (folded, or as a stem in the sentence's language);
+* every number it states occurs *by value*: amounts are read with the scale words of each
+  sentence's own language (``index.text.amounts``), so "1 Billion" (de) = "1 billón" (es) =
+  "1 trillion" (en) = 10^12, and "1 billion" written for "1 billón" fails;
+* its negation agrees with the sentences that back it ("does not advise" is not "advises");
+* it is close in meaning (embedding cosine) to one of the passage's sentences.
+
+Names and figures collected from different passages do not back a claim: "the manager named
+in one document is the head of the organisation in another" fails even though each name occurs
+somewhere. Number words must be words of the answer's language (a German answer may not say
+"billion"). Missing citations are added; any failing sentence fails the whole answer, and the
+engine keeps the extractive answer and shows why.
 """
 
 from __future__ import annotations
@@ -16,7 +28,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from index.sentences import split_sentences
-from index.text import fold, names, norm_number, stem, words
+from index.text import (
+    amounts,
+    fold,
+    foreign_scale_words,
+    is_number,
+    names,
+    negated,
+    number_value,
+    stem,
+    stopwords,
+    words,
+)
 from rag.types import Evidence
 
 CITE_MARGIN = 0.03
@@ -29,51 +52,142 @@ class Verdict:
     cited: list[int]
 
 
+def values(text: str, lang: str, *, answer: bool = False) -> set[float]:
+    """Numbers stated in ``text``: amounts with their scale (in ``lang``) and plain numbers. For an
+    ``answer``, the number of a scaled amount is not also a claim of its own ("1,58 mil millones"
+    states 1.58e9, not 1.58); a source offers both."""
+    found = amounts(text, lang)
+    scaled = {round(v, 6) for v, _ in found}
+    consumed: list[str] = []
+    if answer:
+        for v, written in found:
+            first = next((t for t in words(written) if is_number(t)), "")
+            if first and number_value(first) != v:
+                consumed.append(first)
+    plain = []
+    for t in words(text):
+        if is_number(t):
+            if t in consumed:
+                consumed.remove(t)
+            elif (v := number_value(t)) is not None:
+                plain.append(round(v, 6))
+    return scaled | set(plain)
+
+
+def _vocabulary(text: str, lang: str) -> set[str]:
+    """What a name can be found as in a sentence: a folded word or its stem in the sentence's language."""
+    toks = [t for t in words(text) if not is_number(t)]
+    return {fold(t) for t in toks} | {stem(t, lang) for t in toks}
+
+
+ANSWER_WORDS = frozenset({"yes", "no", "sim", "nao", "si", "ja", "nein"})
+
+
+def _initial_name(sentence: str, lang: str) -> set[str]:
+    """The sentence's first word when it may be a name: capitalised, not a stopword of ``lang``
+    and not yes/no ("Intel advises AIP." states "Intel"; "The alliance ..." states nothing)."""
+    toks = [t for t in words(sentence) if not is_number(t)]
+    if not toks or not toks[0][:1].isupper() or len(toks[0]) < 2:
+        return set()
+    first = fold(toks[0])
+    return set() if first in stopwords(lang) or first in ANSWER_WORDS else {first}
+
+
+def _name_in(name: str, vocab: set[str], lang: str) -> bool:
+    """A name is in a sentence as written, as a stem, or as its cognate with another ending
+    ("Orientalismo" for "Orientalism"): one a prefix of the other, at least 6 letters shared and
+    at most 3 more."""
+    if name in vocab or stem(name, lang) in vocab:
+        return True
+    return len(name) >= 6 and any(len(w) >= 6 and abs(len(w) - len(name)) <= 3
+                                  and (w.startswith(name) or name.startswith(w)) for w in vocab)
+
+
 class Verifier:
-    """Checks an LLM draft against the evidence it was given."""
+    """Checks an LLM draft against the sentences it was given."""
 
     def __init__(self, embed_model, min_similarity: float = 0.80) -> None:
         self.embed_model, self.min_similarity = embed_model, min_similarity
 
-    def check(self, text: str, cited: list[int], evidence: list[Evidence]) -> Verdict:
+    def check(self, text: str, cited: list[int], evidence: list[Evidence], lang: str | None = None,
+              question: str = "") -> Verdict:
+        """``evidence``: every sentence the model read (neighbours included); ``lang``: the answer's
+        language. German capitalises every noun, so in a German answer a word capitalised only on its
+        first letter that the ``question`` uses ("Stadt", "Straße") is not taken for a name; acronyms
+        and other names are still checked."""
         if not text.strip():
             return Verdict(False, "the model returned an empty answer", [])
         if not evidence:
             return Verdict(False, "there is no evidence to check the answer against", [])
         vocab = [_vocabulary(e.text, e.language) for e in evidence]
+        common_nouns = {fold(w) for w in words(question) if w[:1].isupper() and w[1:].islower()} if lang == "de" else set()
+        nums = [values(e.text, e.language) for e in evidence]
+        neg = [negated(e.text, e.language) for e in evidence]
+        vecs = np.asarray(self.embed_model.get_text_embedding_batch([e.text for e in evidence]), dtype=np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-9
+        groups: dict[str, list[int]] = {}
+        for i, e in enumerate(evidence):
+            groups.setdefault(e.chunk_id, []).append(i)
         out: list[int] = []
         for sent in [s.text for s in split_sentences(text)] or [text]:
-            terms = names(sent)
-            found = [[t in v or stem(t, e.language) in v for v, e in zip(vocab, evidence)] for t in terms]
-            missing = sorted(t for t, hits in zip(terms, found) if not any(hits))
+            foreign = foreign_scale_words(sent, lang) if lang else []
+            if foreign:
+                return Verdict(False, f"answer writes the number word {foreign[0]!r}, which is not a {lang} "
+                                      "number word (its value differs between languages)", [])
+            in_amounts = {fold(w) for _, written in amounts(sent, lang or "en") for w in words(written)}
+            terms = sorted(t for t in names(sent) | _initial_name(sent, lang or "en")
+                           if not is_number(t) and t not in in_amounts and t not in common_nouns)
+            wanted = values(sent, lang or "en", answer=True)
+            has = [[_name_in(t, v, e.language) for t in terms] for v, e in zip(vocab, evidence)]
+            has_num = [[any(abs(w - x) <= 1e-6 * max(1.0, abs(w)) for x in n) for w in sorted(wanted)] for n in nums]
+            missing = [t for j, t in enumerate(terms) if not any(h[j] for h in has)]
+            missing += [f"{w:,.15g}" for j, w in enumerate(sorted(wanted)) if not any(h[j] for h in has_num)]
             if missing:
                 return Verdict(False, f"answer states {', '.join(repr(m) for m in missing)}, "
-                                      "which no evidence sentence contains", [])
-            sims = self._similarities(sent, evidence)
-            # Names and numbers may be spread over the evidence ("Nvidia ... the consortium" +
-            # "AIP"); the sentence that backs the claim is the closest one sharing most of them.
-            share = [sum(hits[i] for hits in found) / len(terms) if terms else 0.0 for i in range(len(evidence))]
-            best = max(range(len(evidence)), key=lambda i: sims[i] + 0.1 * share[i])
+                                      "which no evidence sentence contains (numbers compared by value)", [])
+            q = np.asarray(self.embed_model.get_query_embedding(sent), dtype=np.float32)
+            sims = vecs @ (q / (np.linalg.norm(q) + 1e-9))
+            own = {i for i, e in enumerate(evidence) if e.n in cited}
+            chosen, why = self._back(sent, lang or "en", own, groups, has, has_num, sims, neg)
+            if not chosen:
+                return Verdict(False, why, [])
+            out.extend(evidence[i].n for i in chosen if evidence[i].n not in out)
+        return Verdict(True, "every answer sentence is backed by cited sentences of one passage "
+                             "(names, numbers by value, negation)", out)
+
+    def _back(self, sent, lang, cited, groups, has, has_num, sims, neg) -> tuple[list[int], str]:
+        """Indexes of the sentences of the best passage that backs ``sent``, or ([], why not)."""
+        why = ""
+        ranked = sorted(groups.values(), key=lambda g: -max(sims[i] for i in g))
+        for members in ranked:
+            n_terms = len(has[members[0]]) + len(has_num[members[0]])
+            covered = [any(has[i][j] for i in members) for j in range(len(has[members[0]]))]
+            covered += [any(has_num[i][j] for i in members) for j in range(len(has_num[members[0]]))]
+            if not all(covered):
+                why = why or ("answer sentence joins names or numbers from unrelated passages: "
+                              f"{sent[:60]!r} is not backed by any one passage")
+                continue
+            best = max(members, key=lambda i: sims[i])
             if sims[best] < self.min_similarity:
-                return Verdict(False, f"answer sentence {sent[:60]!r} is not supported by any evidence "
-                                      f"sentence (best similarity {sims[best]:.2f} < {self.min_similarity})", [])
-            # Keep the model's own citations only when they back this sentence about as well as
-            # the best one and share one of its names or numbers (a 1.5B model cites generously).
+                why = why or (f"answer sentence {sent[:60]!r} is not supported by any evidence sentence "
+                              f"(best similarity {sims[best]:.2f} < {self.min_similarity})")
+                continue
             floor = max(self.min_similarity, sims[best] - CITE_MARGIN)
-            backing = {e.n for i, e in enumerate(evidence) if sims[i] >= floor and (not terms or share[i] > 0)}
-            ok = [n for n in cited if n in backing]
-            chosen = ok or [evidence[best].n]
-            out.extend(n for n in chosen if n not in out)
-        return Verdict(True, "every answer sentence is backed by a cited evidence sentence", out)
+            shares = {i for i in members if any(has[i]) or any(has_num[i])}
+            chosen = [i for i in members if i in cited_index(cited, members, sims, floor, shares, n_terms)]
+            chosen = chosen or [best]
+            for j in range(n_terms):  # a citation for every name and number the sentence states
+                hits = [i for i in members if (has[i] + has_num[i])[j]]
+                if hits and not any(i in chosen for i in hits):
+                    chosen.append(max(hits, key=lambda i: sims[i]))
+            if negated(sent, lang) != any(neg[i] for i in chosen):
+                why = why or (f"answer sentence {sent[:60]!r} " + ("negates what its sources state" if negated(sent, lang)
+                              else "drops the negation of its sources"))
+                continue
+            return sorted(chosen), ""
+        return [], why or "no passage backs the answer"
 
-    def _similarities(self, sentence: str, evidence: list[Evidence]) -> list[float]:
-        q = np.asarray(self.embed_model.get_query_embedding(sentence), dtype=np.float32)
-        vs = np.asarray(self.embed_model.get_text_embedding_batch([e.text for e in evidence]), dtype=np.float32)
-        return list(vs @ q / (np.linalg.norm(vs, axis=1) * np.linalg.norm(q) + 1e-9))
 
-
-def _vocabulary(text: str, lang: str) -> set[str]:
-    """What a name or number in an answer can be found as in an evidence sentence: a folded word,
-    its stem in the sentence's language (Nvidia's -> nvidia), or a canonical number."""
-    toks = words(text)
-    return {fold(t) for t in toks} | {stem(t, lang) for t in toks} | {norm_number(t) for t in toks if t[0].isdigit()}
+def cited_index(cited, members, sims, floor, shares, n_terms) -> set[int]:
+    """The model's own citations kept: close to the best sentence and sharing a name or number."""
+    return {i for i in members if i in cited and sims[i] >= floor and (not n_terms or i in shares)}

@@ -80,3 +80,23 @@ def test_unreachable_llm_server_falls_back_to_extractive(llm_qa):
         assert ans.mode == "extractive" and "LLM failed" in ans.fallback and ans.citations
     finally:
         s.llm_base_url, s.llm_model, s.llm_timeout = "", "", 120.0
+
+
+def test_quote_first_then_the_final_answer(llm_qa):
+    """Two ``answer`` events: the cited quote at once, then the final answer (the verified model
+    answer or the quote with the reason), which is also what ``ask`` returns."""
+    import time
+
+    t0, seen = time.perf_counter(), []
+    for event in llm_qa.stream("Wie viel will die AIP mobilisieren?", mode="local"):
+        if event.type == "answer":
+            seen.append((time.perf_counter() - t0, event.payload))
+    assert [a.stage for _, a in seen] == ["quote", "final"]
+    (t_quote, quote), (t_final, final) = seen
+    print(f"quote after {t_quote:.2f} s, final after {t_final:.2f} s: {final.text!r} ({final.verification})")
+    assert quote.mode == "extractive" and quote.citations and "“" in quote.text and not quote.verified
+    assert t_quote < t_final
+    assert final.verified or final.fallback or final.abstained
+    assert "billion" not in final.text  # never the English number word in a German answer
+    if final.fallback:
+        assert final.citations and final.draft  # the quote stays; the rejected draft is kept for evaluation

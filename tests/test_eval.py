@@ -246,3 +246,22 @@ def test_calibrate_writes_a_ranker_that_the_chain_uses_per_fold(tiny: dict[str, 
     assert _run(tiny, out, "--set", f"ranker_path={ranker}") == 0
     assert json.loads((out / "metrics.json").read_text())["meta"]["cross_fitted"] is True
     assert sorted(p.name for p in tiny["gold"].parent.iterdir() if p.suffix == ".jsonl") == ["tiny.jsonl"]
+
+
+def test_wrong_answers_passed_and_correct_answers_rejected() -> None:
+    """A verified wrong model answer counts as passed-wrong; a correct draft that was not shown
+    (verification failed, the quote stayed) counts as rejected-correct; quotes count as neither."""
+    from dataclasses import replace
+
+    item = _item("q1", [["Nvidia"]], ["g"])
+    cited = [("g", "Nvidia advises AIP.")]
+    passed_wrong = replace(_answer("Intel advises AIP [1]", ["g"], cited=cited), mode="local", verified=True,
+                           draft="Intel advises AIP")
+    rejected_right = replace(_answer("“Nvidia advises AIP.” [1]", ["g"], cited=cited), draft="Nvidia advises AIP",
+                             fallback="verification failed: x")
+    quote = _answer("“Nvidia advises AIP.” [1]", ["g"], cited=cited)
+    rows = [score_answer(item, a) for a in (passed_wrong, rejected_right, quote)]
+    assert [r["scores"]["wrong_passed"] for r in rows] == [True, False, None]
+    assert [r["scores"]["correct_rejected"] for r in rows] == [False, True, None]
+    counts = aggregate(add_retrieval(rows))["counts"]
+    assert (counts["drafted"], counts["wrong_answers_passed"], counts["correct_answers_rejected"]) == (2, 1, 1)

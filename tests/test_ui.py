@@ -375,6 +375,8 @@ def test_chat_streams_tokens_then_final_answer_and_passes_history(tmp_path):
             calls.append(kwargs)
             c = [Citation(n, f"d{n}", f"d{n}.txt", "c", "en", "q", 0, 1, 1.0, passage="q") for n in (1, 2)]
             yield Event("retrieved", [])
+            yield Event("answer", Answer(question=question, text="“Jane Doe founded Acme.” [1]", language="en",
+                                         mode="extractive", citations=c[:1], stage="quote"))
             yield Event("token", "Jane ")
             yield Event("token", "<b>Doe</b>")
             yield Event("answer", Answer(question=question, text="Jane Doe [1]", language="en", mode="local",
@@ -387,9 +389,12 @@ def test_chat_streams_tokens_then_final_answer_and_passes_history(tmp_path):
     for step in respond("Who founded Acme?", [], [], [], [], "local", 5):
         steps.append(step)
         chats.append(step[0][-1]["content"])  # the handler updates its message list in place
-    assert "Jane " in chats and "Jane &lt;b&gt;Doe&lt;/b&gt;" in chats  # streamed, escaped
+    quoted = [c for c in chats if "Quoted source" in c]
+    assert quoted and "follows once it is verified" in quoted[0]  # the quote stage is shown first, marked
+    assert any("not yet verified" in c and "Jane &lt;b&gt;Doe&lt;/b&gt;" in c for c in chats)  # streamed, escaped
     final_chat, _, panel, turns = steps[-1]
     assert final_chat[-1]["content"].startswith("Jane Doe \\[1\\]") and "total 500 ms" in final_chat[-1]["content"]
+    assert "not yet verified" not in final_chat[-1]["content"]  # the final answer replaced quote and draft
     assert 'data-testid="conflict"' in panel and "[1]" in panel and "[2]" in panel
     assert panel.count('data-testid="citation"') == 2
     assert calls[0] == {"languages": None, "sources": None, "top_k": 5, "mode": "local", "history": []}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rag.context import build_context
+from rag.types import Evidence
 from rag.verify import Verifier
 
 pytestmark = pytest.mark.slow
@@ -14,7 +16,7 @@ def evidence(corpus_qa):
     ans = corpus_qa.ask("Who advises AIP?")
     q = "Who advises AIP?"
     ev, _, _ = corpus_qa.engine._evidence(q, ans.retrieved, corpus_qa.engine.embed_model.get_query_embedding(q), "en")
-    return ev
+    return build_context(ev).sentences  # what the model reads and the verifier checks: evidence and neighbours
 
 
 @pytest.mark.parametrize("text", ["Nvidia advises AIP.", "Nvidia is the technical advisor of AIP."])
@@ -29,8 +31,41 @@ def test_supported_answers_pass_and_get_a_citation(corpus_qa, evidence, text):
                                       ("Nvidia will invest 42 billion dollars.", "42")])
 def test_unsupported_names_and_numbers_are_rejected_and_named(corpus_qa, evidence, text, bad):
     verdict = Verifier(corpus_qa.engine.embed_model).check(text, [1], evidence)
-    assert not verdict.ok and bad in verdict.reason
+    assert not verdict.ok and bad in verdict.reason.lower()
 
 
 def test_empty_answer_is_rejected(corpus_qa, evidence):
     assert not Verifier(corpus_qa.engine.embed_model).check("  ", [1], evidence).ok
+
+
+# ---------------------------------------------------------------------- meaning, not just words
+def _ev(n: int, text: str, lang: str, chunk: str) -> Evidence:
+    return Evidence(n=n, doc_id=f"doc-{chunk}", source=f"{chunk}.txt", title=chunk, chunk_id=chunk, language=lang,
+                    text=text, char_start=0, char_end=len(text), score=0.5)
+
+
+AIP = [_ev(1, "La AIP quiere movilizar hasta 1 billón de dólares en inversiones.", "es", "a"),
+       _ev(2, "Nvidia does not advise the Global Infrastructure Fund.", "en", "b"),
+       _ev(3, "Maria Keller manages the Lisbon office of Atlas Energy.", "en", "c"),
+       _ev(4, "The Northwind Foundation is led by its chair, Paul Brandt.", "en", "d")]
+
+
+@pytest.mark.parametrize("text,lang", [
+    ("Die AIP will bis zu 1 Billion US-Dollar mobilisieren.", "de"),      # Billion (de) = billón = 10^12
+    ("The AIP wants to mobilise up to 1 trillion dollars.", "en"),
+    ("Nvidia does not advise the Global Infrastructure Fund.", "en"),
+])
+def test_same_fact_in_other_words_and_languages_passes(corpus_qa, text, lang):
+    verdict = Verifier(corpus_qa.engine.embed_model).check(text, [], AIP, lang=lang)
+    assert verdict.ok, verdict.reason
+
+
+@pytest.mark.parametrize("text,lang,why", [
+    ("Die AIP mobilisieren bis zu 1 billion US-Dollar.", "de", "number word"),  # the English word in German
+    ("The AIP wants to mobilise up to 1 billion dollars.", "en", "1,000,000,000"),       # 10^9 is not 10^12
+    ("Nvidia advises the Global Infrastructure Fund.", "en", "negation"),
+    ("Maria Keller leads the Northwind Foundation.", "en", "unrelated passages"),  # names from two documents
+])
+def test_wrong_claims_built_from_true_pieces_fail(corpus_qa, text, lang, why):
+    verdict = Verifier(corpus_qa.engine.embed_model).check(text, [], AIP, lang=lang)
+    assert not verdict.ok and why in verdict.reason, verdict.reason
