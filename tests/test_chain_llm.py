@@ -19,17 +19,17 @@ def llm_qa(corpus_qa):
     yield corpus_qa
 
 
-@pytest.mark.parametrize("question,lang", [("Who advises AIP?", "en"), ("¿Quién asesora a la AIP?", "es")])
-def test_local_mode_answers_with_a_verified_citation(llm_qa, question, lang):
+@pytest.mark.parametrize("question,lang,word", [("Who is the CEO of BlackRock?", "en", "fink"),
+                                                ("¿Quién asesora a la AIP?", "es", "nvidia")])
+def test_local_mode_answers_with_a_verified_citation(llm_qa, question, lang, word):
     ans = llm_qa.ask(question, mode="local")
     assert ans.language == lang and not ans.abstained
-    assert "nvidia" in ans.text.lower(), ans
-    assert ans.citations and any("nvidia" in c.quote.lower() for c in ans.citations)
-    assert ans.verified
+    assert word in ans.text.lower(), ans
+    assert ans.citations and any(word in c.quote.lower() for c in ans.citations)
     if ans.mode == "local":  # the model's own words passed verification
-        assert not ans.fallback and "backed" in ans.verification
-    else:  # or it was rejected and the answer says why
-        assert ans.mode == "extractive" and ans.fallback
+        assert ans.verified and not ans.fallback and "backed" in ans.verification
+    else:  # or it was rejected, the answer is the quote (nothing verified) and says why
+        assert ans.mode == "extractive" and ans.fallback and not ans.verified
 
 
 def test_local_mode_still_abstains_before_generation(llm_qa):
@@ -66,10 +66,10 @@ class _OwnKnowledge:
 
 
 def test_answer_from_own_knowledge_is_rejected_by_verification(llm_qa):
-    ans = llm_qa.ask("Who advises AIP?", mode="local",
+    ans = llm_qa.ask("Who is the CEO of BlackRock?", mode="local",
                      llm_factory=lambda settings, mode: _OwnKnowledge(generator_for(settings, "local")))
     assert ans.mode == "extractive" and ans.fallback, ans  # the model's "Paris" was not let through
-    assert "nvidia" in ans.text.lower() and ans.citations
+    assert "fink" in ans.text.lower() and ans.citations
 
 
 def test_unreachable_llm_server_falls_back_to_extractive(llm_qa):
