@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from docfixtures import pdf_from_objects
 from test_reliability import _start_app, _stop, app_data  # noqa: F401 - the fixture is used below
 
 from rag.auth import load_credentials
@@ -112,14 +113,7 @@ def _pdf(pages: list[str], padding_bytes: int) -> bytes:
     objs[1] = b"<< /Type /Pages /Kids [" + b" ".join(b"%d 0 R" % k for k in kids) + b"] /Count %d >>" % len(kids)
     blob = bytes((i * 7919) % 251 for i in range(padding_bytes))
     objs.append(b"<< /Length %d >>\nstream\n" % len(blob) + blob + b"\nendstream")
-    out, offsets = b"%PDF-1.4\n", []
-    for i, obj in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + obj + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return pdf_from_objects(objs)
 
 
 def big_pdf(path: Path, mb: float = 20.0, pages: int = 30) -> Path:

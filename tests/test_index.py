@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from conftest import CORPUS, ROOT, run_cli
+from docfixtures import pdf_from_objects
 
 from index.chunking import Chunker
 from index.readers import read_file
@@ -65,14 +66,7 @@ def _minimal_pdf(text: str) -> bytes:
             b"/Resources << /Font << /F1 5 0 R >> >> >>",
             b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
             b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    out, offsets = b"%PDF-1.4\n", []
-    for i, obj in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + obj + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return pdf_from_objects(objs)
 
 
 def test_pdf_reader_reads_text_layer(tmp_path):

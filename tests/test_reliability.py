@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CORPUS, ROOT, free_port, run_cli
+from docfixtures import pdf_from_objects
 
 from rag.errors import QuestionError, StoreError
 
@@ -84,14 +85,7 @@ def _pdf_without_text() -> bytes:
     objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
             b"<< /Length 0 >>\nstream\n\nendstream"]
-    out, offsets = b"%PDF-1.4\n", []
-    for i, obj in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + obj + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    return pdf_from_objects(objs)
 
 
 @pytest.mark.slow
