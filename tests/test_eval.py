@@ -24,7 +24,8 @@ META_KEYS = {"date", "command", "gold", "gold_sha256", "questions", "limit", "id
              "workers", "seed", "resamples", "settings", "models", "corpus", "git", "versions", "systems",
              "duration_seconds"}
 OVERALL_KEYS = {"answer_accuracy", "answer_accuracy_answerable", *RETRIEVAL, "citation_precision",
-                "citation_sentence_precision", "false_conflict_rate", "verified_share",
+                "citation_sentence_precision", "false_conflict_rate", "verified_share", "wrong_passed_share",
+                "correct_rejected_share",
                 "citation_support", "citation_support_partial", "cited_share", "abstention_precision",
                 "abstention_recall", "abstention_f1", "false_abstention_rate", "language_match",
                 "question_language_match", "conflict_surfaced"}
