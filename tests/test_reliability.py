@@ -298,7 +298,7 @@ def _answers_again(qa, deadline: float = 30.0):
     end = time.monotonic() + deadline
     while True:
         try:
-            return qa.ask("Who advises AIP?")
+            return qa.ask("Which company joins the alliance as a technology advisor?")
         except StoreError:
             if time.monotonic() > end:
                 raise
