@@ -95,16 +95,20 @@ class WriteLease:
                     if got["ids"] and got["metadatas"][0]["owner"] == self.owner:
                         self._start(n, cur)
                         return
-                    continue
+                elif not told and self.on_wait:
+                    self.on_wait(f"waiting for the store's write lease, held by {cur.owner} "
+                                 f"(expires in {max(0.0, cur.expires - time.time()):.0f} s unless renewed)")
+                    told = True
+                # every path waits and honours the deadline: a lost race or a write that did not
+                # stick must not spin
                 if time.monotonic() > deadline:
+                    if cur is None or cur.free:
+                        raise StoreError(f"could not take the write lease of {self.where}: writing its record did "
+                                         f"not stick for {self.wait:.0f} s (store full or read-only?); try again later")
                     raise StoreError(
                         f"another writer ({cur.owner}) holds the write lease of {self.where} "
                         f"(renewed every {self.seconds / 3:.0f} s); waited {self.wait:.0f} s - try again later. "
                         f"If that process is gone, its lease expires within {self.seconds:.0f} s by itself")
-                if not told and self.on_wait:
-                    self.on_wait(f"waiting for the store's write lease, held by {cur.owner} "
-                                 f"(expires in {max(0.0, cur.expires - time.time()):.0f} s unless renewed)")
-                    told = True
                 time.sleep(min(1.0, max(0.1, self.seconds / 20)))
 
     def _start(self, n: int, previous: LeaseRecord | None) -> None:

@@ -159,7 +159,8 @@ def test_disk_filling_up_during_indexing_loses_nothing(tmp_path, model_dir):
     disk = tmp_path / "disk"
     _tmpfs(disk, 48)
     try:
-        env = {"RAG_MODEL_DIR": str(model_dir), "RAG_DATA_DIR": str(disk / "data"), "RAG_WRITE_LEASE_SECONDS": "5"}
+        env = {"RAG_MODEL_DIR": str(model_dir), "RAG_DATA_DIR": str(disk / "data"), "RAG_WRITE_LEASE_SECONDS": "5",
+               "RAG_WRITE_WAIT_SECONDS": "30"}
         assert run_cli("index", str(first), env=env, timeout=300).returncode == 0
         filler = _fill(disk, leave_kb=64)
         full = run_cli("index", str(first), str(second), env=env, timeout=300)
