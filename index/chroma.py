@@ -11,6 +11,7 @@ its collections in ``_Guarded``.
 
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,6 +21,10 @@ from index.errors import StoreError
 _WRITES = {"add", "upsert", "update", "delete"}  # request paths that may carry a big batch
 _READS = {"query", "get", "count", "peek"}
 _READ_RETRIES = 3  # reads that meet a concurrent delete are retried (see _is_delete_race)
+# Chroma's embedded (Rust) writer can hang for good, not fail, when the disk fills under it
+# (measured with chromadb 1.x on a full tmpfs: `add` never returned). So a local write needs this
+# much free space plus three times its payload before it starts, and fails clearly otherwise.
+_WRITE_FLOOR = 16 << 20
 
 
 def make_client(data_dir: Path, chroma_url: str = "", timeout: float = 5.0):
@@ -99,8 +104,6 @@ class _Deadlines:
 
 
 def _disk_full(exc: BaseException) -> bool:
-    import errno
-
     text = str(exc).lower()
     return getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in text or "no space left" in text
 
@@ -114,6 +117,14 @@ def _low_space(path: Path, below: int = 4 << 20) -> bool:
         return shutil.disk_usage(path).free < below
     except OSError:
         return False
+
+
+def _payload(kwargs: dict) -> int:
+    """Rough bytes a write carries: float32 vectors, texts and metadata."""
+    vectors = kwargs.get("embeddings")
+    size = sum(4 * len(v) for v in vectors) if vectors is not None else 0
+    size += sum(len(d or "") for d in kwargs.get("documents") or [])
+    return size + sum(len(str(m)) for m in kwargs.get("metadatas") or [])
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
@@ -150,6 +161,10 @@ class _Guarded:
             return attr
 
         def call(*args, **kwargs):
+            if name in _WRITES and not self._store.chroma_url:
+                need = _WRITE_FLOOR + 3 * _payload(kwargs)
+                if _low_space(self._store.data_dir, need):
+                    raise self._store.failure(name, OSError(errno.ENOSPC, f"less than {need >> 20} MB free before writing"))
             for attempt in range(_READ_RETRIES + 1):
                 try:
                     return attr(*args, **kwargs)
