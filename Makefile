@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: run test test-fast install install-test llm-model smoke-model browser ocr ocr-bench index lint bench eval \
+.PHONY: run test test-fast install install-test llm-model smoke-model browser ocr ocr-bench index lint bench bench-corpus eval \
 	calibrate clean
 
 $(BIN)/python:
@@ -77,6 +77,10 @@ calibrate: install
 
 bench: install llm-model smoke-model
 	$(BIN)/python -m eval bench --publish docs/PERFORMANCE.md
+
+# Issue 13's real corpus: 12,000 Wikipedia summaries (eval/wikicorpus.py) indexed for real, ~1 h
+bench-corpus: install
+	$(BIN)/python -m eval bench --only corpus --publish docs/PERFORMANCE.md
 
 clean:
 	rm -rf .rag runs test-artifacts

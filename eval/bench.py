@@ -8,7 +8,10 @@ encode (raw encoder vs indexing pipeline), backends (torch / ONNX / int8 x 1-2 t
 latency (per-stage p50/p95 at 5 documents, ~10k and ~100k chunks; embedded Chroma and a
 `chroma run` server), peer (llama-index quickstart), app (HTTP API: memory, 8 concurrent
 questions, two apps on one Chroma server, cross-process freshness), llm (bundled models:
-prompt tokens, TTFT, tokens/s; evidence sentences vs whole chunks).
+prompt tokens, TTFT, tokens/s; evidence sentences vs whole chunks); and, only when asked for
+(``--only corpus``, ``make bench-corpus``, about an hour), corpus: 12,000 real Wikipedia summaries
+(``eval.wikicorpus``) indexed for real next to the quickstart, the first question on that store,
+and the xquad-dev benchmark with and without them as distractors.
 
 Writes ``results.json``, ``report.md`` and ``bench.png`` into ``--out``. Synthetic stores are
 cached in ``--data-root`` (default bench-data/, git-ignored) and reused while their manifest
@@ -36,7 +39,8 @@ from eval import bench_sections as sections
 from eval.bench_app import child_env
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("encode", "backends", "latency", "peer", "app", "llm")
+SECTIONS = ("encode", "backends", "latency", "peer", "app", "llm", "corpus")
+DEFAULT_SECTIONS = SECTIONS[:-1]  # corpus (~1 h: 12k real documents indexed twice) runs with --only corpus
 BUNDLED_LLM, SMOKE_LLM = "qwen2.5-coder-1.5b-instruct-q4_k_m", "qwen2.5-coder-0.5b-instruct-q4_k_m"
 
 
@@ -56,6 +60,7 @@ class Bench:
     llm_models: list[str] = field(default_factory=lambda: [BUNDLED_LLM, SMOKE_LLM])
     llm_questions: int = 3
     rebuild_data: bool = False
+    corpus_docs: int = 12_000  # real documents of the corpus section (eval.wikicorpus)
     results: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -124,7 +129,7 @@ def run(bench: Bench, chosen: list[str], command: str) -> int:
 
 RUNNERS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "encode": sections.encode, "backends": sections.backends, "latency": sections.latency,
-    "peer": sections.peer, "app": sections.app, "llm": sections.llm,
+    "peer": sections.peer, "app": sections.app, "llm": sections.llm, "corpus": sections.corpus,
 }
 
 
@@ -149,6 +154,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--questions", type=int, help="only the first N gold questions (default all)")
     p.add_argument("--store-questions", type=int, help="questions per synthetic store in latency (default 30)")
     p.add_argument("--llm-questions", type=int, help="questions per LLM (default 3)")
+    p.add_argument("--corpus-docs", type=int, help="real documents in the corpus section (default 12000)")
     p.add_argument("--seed", type=int, default=0, help="synthetic corpus seed (default 0)")
     p.add_argument("--rebuild-data", action="store_true", help="rebuild cached synthetic stores")
     p.add_argument("--publish", type=Path, metavar="DOC",
@@ -182,14 +188,15 @@ def run_args(args: argparse.Namespace, argv: list[str] | None = None) -> int:
                   seed=args.seed, rebuild_data=args.rebuild_data)
     if args.quick:
         bench.sizes, bench.index_docs, bench.questions = [300], 3, 8
-        bench.llm_models, bench.llm_questions = [SMOKE_LLM], 1
+        bench.llm_models, bench.llm_questions, bench.corpus_docs = [SMOKE_LLM], 1, 300
     if args.sizes:
         bench.sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     bench.index_docs = args.index_docs or bench.index_docs
+    bench.corpus_docs = args.corpus_docs or bench.corpus_docs
     bench.questions = args.questions or bench.questions
     bench.llm_questions = args.llm_questions or bench.llm_questions
     bench.store_questions = args.store_questions or bench.store_questions
-    chosen = [s for s in (args.only or SECTIONS) if s not in set(args.skip)]
+    chosen = [s for s in (args.only or DEFAULT_SECTIONS) if s not in set(args.skip)]
     command = "python -m eval bench" + (" " + shlex.join(argv) if argv else "")
     code = run(bench, chosen, command)
     if args.publish:

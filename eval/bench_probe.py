@@ -276,6 +276,102 @@ def probe_peer(p: Params) -> dict:
     return run_peer(qa.settings, _gold(p), qa.documents())
 
 
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def probe_corpus_index(p: Params) -> dict:
+    """Index real folders (``p["paths"]``) into an empty store for real: wall time, texts/s against
+    the raw encoder on a sample of the same stored texts (same thread count, length-sorted batches
+    like the pipeline), store size and peak RSS."""
+    import random
+
+    from rag import components
+    from rag.assistant import Assistant
+
+    settings = _settings(p)
+    qa = Assistant(settings)
+    emb = components.get_embedder(settings)
+    emb.get_text_embedding_batch(["warm-up"])
+    t = time.perf_counter()
+    report = qa.index([Path(x) for x in p["paths"]])
+    seconds = time.perf_counter() - t
+    if report.failed:
+        raise RuntimeError(f"{len(report.failed)} files failed, e.g. {report.failed[0]}")
+    store = qa.store
+    n_chunks, n_sents = store.chunks.count(), store.sentences.count()
+    rng = random.Random(0)
+    sample_n = min(int(p.get("sample", 3000)), n_chunks + n_sents)
+    k_chunks = round(sample_n * n_chunks / max(1, n_chunks + n_sents))
+    texts = []
+    for coll, k in ((store.chunks, k_chunks), (store.sentences, sample_n - k_chunks)):
+        ids = coll.get(include=[])["ids"]
+        picked = rng.sample(ids, min(k, len(ids)))
+        texts += coll.get(ids=picked, include=["documents"])["documents"]
+    texts.sort(key=len, reverse=True)
+    batch = settings.embed_batch_size
+    t = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        emb.get_text_embedding_batch(texts[i : i + batch])
+    raw = time.perf_counter() - t
+    raw_rate, pipe_rate = len(texts) / raw, (n_chunks + n_sents) / seconds
+    return {"documents": report.documents, "chunks": n_chunks, "sentences": n_sents, "texts": n_chunks + n_sents,
+            "seconds": round(seconds, 1), "pipeline_texts_per_s": round(pipe_rate, 1),
+            "raw_sample": len(texts), "raw_texts_per_s": round(raw_rate, 1),
+            "ratio_pipeline_to_raw": round(pipe_rate / raw_rate, 3),
+            "chunk_texts_per_s": round(n_chunks / seconds, 1), "threads": settings.threads,
+            "backend": settings.embed_backend, "store_mb": round(_dir_bytes(settings.data_dir) / 1e6, 1),
+            "peak_rss_mb": proc_stats(os.getpid())["peak_rss_mb"]}
+
+
+def probe_corpus_quickstart(p: Params) -> dict:
+    """The llama-index quickstart indexing the same folders: reading them with our readers, then
+    ``VectorStoreIndex.from_documents`` over a fresh Chroma with the same embedder and threads."""
+    from eval.baselines import QuickstartBaseline
+    from index.pipeline import discover
+    from index.readers import read_file
+    from rag import components
+
+    settings = _settings(p)
+    components.get_embedder(settings).get_text_embedding_batch(["warm-up"])
+    t = time.perf_counter()
+    docs = []
+    for _, path in discover([Path(x) for x in p["paths"]])[0]:
+        docs.append((str(path), str(path), "", read_file(path).text))
+    read = time.perf_counter() - t
+    qs = QuickstartBaseline(settings, docs, workdir=Path(p["work"]))
+    try:
+        chunks = qs._client.get_collection("quickstart").count()
+    finally:
+        qs.close()
+    return {"documents": len(docs), "chunks": chunks, "read_seconds": round(read, 1),
+            "index_seconds": round(qs.build_seconds, 1), "seconds": round(read + qs.build_seconds, 1),
+            "chunk_texts_per_s": round(chunks / qs.build_seconds, 1), "peak_rss_mb": proc_stats(os.getpid())["peak_rss_mb"]}
+
+
+def probe_corpus_questions(p: Params) -> dict:
+    """A fresh process on an indexed store: the first question after start (Assistant built from
+    nothing, models loaded, side indexes read), then per-stage p50/p95 over ``p["gold"]``'s questions."""
+    t0 = time.perf_counter()
+    from rag.assistant import Assistant
+
+    qa = Assistant(_settings(p))
+    items = _gold(p)
+    first = qa.ask(items[0].question)
+    first_s = time.perf_counter() - t0
+    stages: dict[str, list[float]] = {}
+    for item in items[1:]:
+        answer = qa.ask(item.question)
+        tm = answer.timings
+        tm = {**tm, "retrieval": sum(tm.get(k, 0.0) for k in ("embed", "dense", "bm25", "fuse"))}
+        for k, v in tm.items():
+            stages.setdefault(k, []).append(v)
+    return {"first_question_s": round(first_s, 2), "first_question_timings_ms":
+            {k: round(v * 1000, 1) for k, v in first.timings.items()},
+            "stages": {k: _pct(v) for k, v in stages.items()}, "questions": len(items) - 1,
+            "peak_rss_mb": proc_stats(os.getpid())["peak_rss_mb"]}
+
+
 def serve() -> int:
     """Long-lived worker over one Assistant (RAG_* settings): JSON requests in, JSON replies out."""
     from rag.assistant import Assistant
@@ -306,7 +402,8 @@ def serve() -> int:
 
 
 PROBES = {"encode": probe_encode, "backend": probe_backend, "latency": probe_latency, "peer": probe_peer,
-          "llm": probe_llm}
+          "llm": probe_llm, "corpus_index": probe_corpus_index, "corpus_quickstart": probe_corpus_quickstart,
+          "corpus_questions": probe_corpus_questions}
 
 
 def main(argv: list[str] | None = None) -> int:

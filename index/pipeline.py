@@ -153,8 +153,10 @@ class Indexer:
 
     def __init__(self, store: Store, embed_model, chunker: Chunker, embedder_id: str = "",
                  languages: tuple[str, ...] = DEFAULT_LANGUAGES, max_file_mb: float = 20.0,
-                 read_options: ReadOptions | None = None) -> None:
+                 read_options: ReadOptions | None = None, late_sentences: bool = False) -> None:
         self.store, self.embed_model, self.chunker = store, embed_model, chunker
+        # sentence vectors pooled from their chunk's pass (needs an embedder with encode_spans)
+        self.late_sentences = late_sentences and hasattr(embed_model, "encode_spans")
         self.read_options = read_options or ReadOptions()
         self.embedder_id = embedder_id
         self.languages = languages
@@ -333,6 +335,9 @@ class Indexer:
                 todo.append(n)
             else:
                 n.embedding = vec
+        embedded = {n.node_id for n in todo}
+        if self.late_sentences:
+            todo = self._embed_late(todo, progress)
         # Longest first: a batch pads to its longest text, so mixing chunks (~200 tokens) with
         # sentences (~30) in one batch wasted 60% of the encoder (python -m eval bench, encode).
         todo.sort(key=lambda n: -len(n.text))
@@ -344,7 +349,48 @@ class Indexer:
                 node.embedding = vec
             if progress:
                 progress("embed", min(i + batch, len(todo)), len(todo))
-        return {n.node_id for n in todo}
+        return embedded
+
+    def _embed_late(self, todo: list, progress: Progress | None) -> list:
+        """Embed the chunks of ``todo``, giving each sentence inside one of them the mean of its
+        tokens' states from that pass; returns what is left to embed on its own (sentences no
+        chunk of this run holds whole, or cut off by the encoder's length limit)."""
+        chunks = sorted((n for n in todo if not n.node_id.startswith("s:")), key=lambda n: -len(n.text))
+        by_doc: dict[str, list] = {}
+        for c in chunks:
+            by_doc.setdefault(c.metadata["doc_id"], []).append(c)
+        inside: dict[str, list[tuple[object, int, int]]] = {c.node_id: [] for c in chunks}
+        rest = []
+        for n in todo:
+            if not n.node_id.startswith("s:"):
+                continue
+            m = n.metadata
+            home = next((c for c in by_doc.get(m["doc_id"], ()) if c.metadata["char_start"] <= m["char_start"]
+                         and m["char_end"] <= c.metadata["char_end"]), None)
+            if home is None:
+                rest.append(n)
+                continue
+            a, b = m["char_start"] - home.metadata["char_start"], m["char_end"] - home.metadata["char_start"]
+            if home.text[a:b] != n.text:  # offsets that do not point at the text: encode it on its own
+                rest.append(n)
+                continue
+            inside[home.node_id].append((n, a, b))
+        batch = max(1, int(getattr(self.embed_model, "embed_batch_size", 32)))
+        for i in range(0, len(chunks), batch):
+            part = chunks[i : i + batch]
+            vectors, spans = self.embed_model.encode_spans(
+                [c.text for c in part], [[(a, b) for _, a, b in inside[c.node_id]] for c in part],
+                self.embed_model.text_instruction)
+            for c, vec, sent_vecs in zip(part, vectors, spans, strict=True):
+                c.embedding = vec.tolist()
+                for (sent, _, _), sv in zip(inside[c.node_id], sent_vecs, strict=True):
+                    if sv is None:
+                        rest.append(sent)
+                    else:
+                        sent.embedding = sv.tolist()
+            if progress:
+                progress("embed", min(i + batch, len(chunks)), len(chunks) + len(rest))
+        return rest
 
     def _remove_missing(self, roots: list[Path], present: set[str], report: IndexReport) -> bool:
         dirs = [r.resolve() for r in roots if r.is_dir()]

@@ -63,7 +63,7 @@ def get_embedder(s: Settings):
 def embedder_id(s: Settings) -> str:
     from index.embedder import embedder_id as _id
 
-    return _id(s.embed_model, s.embed_backend)
+    return _id(s.embed_model, s.embed_backend) + ("-late" if s.sentence_vectors == "late" else "")
 
 
 def get_store(s: Settings) -> Store:
@@ -74,5 +74,6 @@ def get_store(s: Settings) -> Store:
 def get_indexer(s: Settings, store: Store | None = None) -> Indexer:
     return Indexer(store or get_store(s), get_embedder(s), Chunker(s.chunk_size, s.chunk_overlap),
                    embedder_id=embedder_id(s), languages=s.detect_languages, max_file_mb=s.max_file_mb,
+                   late_sentences=s.sentence_vectors == "late",
                    read_options=ReadOptions(ocr=s.ocr, ocr_languages=s.ocr_languages, ocr_dpi=s.ocr_dpi,
                                             ocr_cache=s.data_dir / "ocr-cache"))

@@ -39,6 +39,10 @@ class Settings:
     # torch import at run time; chosen by `python -m eval bench` (docs/PERFORMANCE.md).
     embed_backend: str = "onnx"
     embed_batch_size: int = 32
+    # Sentence vectors (what evidence selection scores): "separate" encodes each sentence on its
+    # own; "late" pools the token states of the sentence's chunk pass (one encoder pass, ~2x faster
+    # indexing; ONNX backends only). Each has its own collections. docs/EVAL.md compares them.
+    sentence_vectors: str = "separate"
     # torch/onnx intra-op threads: 1 by default; 2 threads on a 2-core box collapse when another
     # process holds a core (measured ~1 s vs 25 ms for one query).
     threads: int = 1
@@ -130,6 +134,10 @@ class Settings:
             raise ConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.retrieval not in ("hybrid", "dense", "bm25"):
             raise ConfigError(f"retrieval must be hybrid, dense or bm25, got {self.retrieval!r}")
+        if self.sentence_vectors not in ("separate", "late"):
+            raise ConfigError(f"sentence_vectors must be separate or late, got {self.sentence_vectors!r}")
+        if self.sentence_vectors == "late" and self.embed_backend == "torch":
+            raise ConfigError("sentence_vectors=late needs an ONNX embed_backend (onnx or onnx-int8), not torch")
         if self.embed_backend not in BACKENDS:
             raise ConfigError(f"embed_backend must be one of {BACKENDS}, got {self.embed_backend!r}")
         for name in ("top_k", "dense_k", "bm25_k", "evidence_k", "chunk_size", "threads", "ocr_dpi",

@@ -105,3 +105,17 @@ def test_publish_replaces_only_the_bench_section(tmp_path):
     doc.write_text("no markers")
     with pytest.raises(ValueError, match="bench:begin"):
         publish(run, doc)
+
+
+def test_publishing_a_corpus_run_keeps_the_other_sections(tmp_path):
+    from eval.bench_report import BEGIN, CORPUS_BEGIN, CORPUS_END, END, publish
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "corpus.md").write_text("### A real corpus at scale\n\n| 12,000 |\n")
+    doc = tmp_path / "PERFORMANCE.md"
+    doc.write_text(f"{BEGIN}\nmain numbers\n{END}\n\nText.\n\n{CORPUS_BEGIN}\nold corpus\n{CORPUS_END}\nEnd.\n")
+    publish(run, doc)
+    text = doc.read_text()
+    assert "main numbers" in text and "old corpus" not in text and "| 12,000 |" in text
+    assert text.endswith(f"{CORPUS_END}\nEnd.\n") and not (tmp_path / "bench.png").exists()
