@@ -138,10 +138,10 @@ def prepare(settings: Settings, index_paths: Sequence[str] | None) -> Any:
 def fitted_on(settings: Settings, gold: Path) -> bool:
     """Was the ranker in force fitted on this very gold file (so each fold must be evaluated with
     the weights fitted without it)?"""
-    from rag.ranker import Ranker
+    from rag.ranker import Ranker, path_for
 
     sha = hashlib.sha256(Path(gold).read_bytes()).hexdigest()
-    return Ranker.load(settings.ranker_path).fitted_on.startswith(sha)
+    return Ranker.load(path_for(settings.ranker_path, settings.sentence_vectors)).fitted_on.startswith(sha)
 
 
 def fold_asker(settings: Settings, cross_fit: bool) -> Callable[[GoldItem], Any]:

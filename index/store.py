@@ -258,13 +258,28 @@ class Store:
             found.update(self.sentences.get(ids=ids[i : i + _BATCH], include=[])["ids"])
         return found
 
-    def sentences_of(self, doc_ids: list[str]) -> dict:
-        """The committed sentences of these documents, with their vectors (for evidence scoring).
+    def sentences_of(self, doc_ids: list[str], near: list[tuple[str, int, int]] | None = None,
+                     margin: int = 200) -> dict:
+        """The committed sentences of these documents, with their vectors (for evidence scoring);
+        with ``near`` (doc_id, char_start, char_end) spans, only those overlapping a span widened by
+        ``margin`` characters each side: a chunk's sentences and the ones next to it (a neighbour
+        ends just before the chunk starts, however long it is), not a whole 300-page PDF.
         Reads with the snapshot of the question's retrieval, then ends that snapshot."""
         where = {"doc_id": doc_ids[0]} if len(doc_ids) == 1 else {"doc_id": {"$in": doc_ids}}
+        if near:  # one envelope for all spans (Chroma's $or of per-span ranges was 2x slower), then exact
+            lo, hi = min(a for _, a, _ in near) - margin, max(b for _, _, b in near) + margin
+            where = {"$and": [where, {"char_end": {"$gte": lo}}, {"char_start": {"$lte": hi}}]}
         try:
             got = self.sentences.get(where=where, include=["documents", "metadatas", "embeddings"])
-            return _take(got, self.committed_rows(got["metadatas"]), nested=False)
+            keep = self.committed_rows(got["metadatas"])
+            if near:
+                spans: dict[str, list[tuple[int, int]]] = {}
+                for d, a, b in near:
+                    spans.setdefault(d, []).append((a - margin, b + margin))
+                keep = [i for i in keep if any(a <= int(got["metadatas"][i]["char_end"]) and
+                                               int(got["metadatas"][i]["char_start"]) <= b
+                                               for a, b in spans.get(got["metadatas"][i]["doc_id"], ()))]
+            return _take(got, keep, nested=False)
         finally:
             self._snapshot.hashes = None
 

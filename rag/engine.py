@@ -33,7 +33,7 @@ from rag.errors import LLMError, QuestionError
 from rag.evidence import EvidenceSelector, hit_nodes, rerank_hits, to_evidence
 from rag.extractive import extractive_answer, pick_primary
 from rag.messages import ANSWER_LANGUAGES, language_name, message
-from rag.ranker import Ranker
+from rag.ranker import Ranker, path_for
 from rag.retrieve import HybridRetriever
 from rag.settings import Settings
 from rag.types import Answer, Conflict, Event, Evidence, Hit
@@ -249,7 +249,7 @@ class CitedQueryEngine(CustomQueryEngine):
 
     def ranker(self) -> Ranker:
         s = self.settings
-        return Ranker.load(s.ranker_path, s.ranker_holdout if s.ranker_holdout >= 0 else None)
+        return Ranker.load(path_for(s.ranker_path, s.sentence_vectors), s.ranker_holdout if s.ranker_holdout >= 0 else None)
 
     def gate(self) -> AbstentionGate:
         t = self.settings.abstain_threshold

@@ -137,7 +137,10 @@ class EvidenceSelector(BaseNodePostprocessor):
         spans: dict[str, list[TextNode]] = {}
         for n in nodes:
             spans.setdefault(n.node.metadata["doc_id"], []).append(n.node)
-        got = self._store.sentences_of(sorted(spans))
+        # only the sentences in and next to the retrieved chunks, not whole documents (a 300-page
+        # PDF is one document)
+        got = self._store.sentences_of(sorted(spans), near=sorted(
+            {(d, int(c.metadata["char_start"]), int(c.metadata["char_end"])) for d, cs in spans.items() for c in cs}))
         if not got["ids"]:
             return []
         q = np.asarray(query_bundle.embedding, dtype=np.float32)

@@ -27,6 +27,12 @@ import numpy as np
 from rag.errors import ConfigError
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "models" / "ranker.json"
+LATE_PATH = DEFAULT_PATH.with_name("ranker-late.json")  # fitted on sentence_vectors=late (other cosines)
+
+
+def path_for(ranker_path: str, sentence_vectors: str = "separate") -> Path:
+    """The ranker file in force: ``ranker_path`` if set, else the shipped one for these vectors."""
+    return Path(ranker_path) if ranker_path else LATE_PATH if sentence_vectors == "late" else DEFAULT_PATH
 
 
 @dataclass(frozen=True)

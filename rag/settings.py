@@ -72,7 +72,8 @@ class Settings:
     rrf_k: int = 60
     evidence_k: int = 4
     # Evidence ranking and abstention: the logistic models fitted by `python -m eval calibrate`
-    # (empty = the shipped rag/models/ranker.json). abstain_threshold < 0 = the file's threshold.
+    # (empty = the shipped rag/models/ranker.json, or ranker-late.json with sentence_vectors=late).
+    # abstain_threshold < 0 = the file's threshold.
     ranker_path: str = ""
     ranker_holdout: int = -1  # evaluation only: use the weights fitted without this benchmark fold
     abstain_threshold: float = -1.0

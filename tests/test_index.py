@@ -304,3 +304,66 @@ def test_reads_retry_chromas_delete_race_and_surface_other_failures(tmp_path):
     with pytest.raises(StoreError):  # writes are not retried here: the indexer owns write recovery
         store.chunks.add(ids=["x"], embeddings=[[1.0, 0.0]])
     assert flaky.calls == 1
+
+
+def _station(k: int) -> str:  # a made-up word per station: "Bakemo", "Dalino", ...
+    syllables = ["ba", "de", "ki", "lo", "mu", "na", "re", "so", "tu", "vi", "go", "pe"]
+    return (syllables[k % 12] + syllables[(k // 12) % 12] + syllables[(k // 144) % 12]).capitalize() + "l"
+
+
+def _long_report(path, n: int = 240) -> None:
+    lines = [f"The gauge station at {_station(k)} recorded {37 * k + 11} millimetres of rain in {1800 + k}."
+             for k in range(n)]
+    path.write_text("\n\n".join(" ".join(lines[i : i + 4]) for i in range(0, n, 4)), encoding="utf-8")
+
+
+def test_evidence_reads_only_the_sentences_near_the_retrieved_chunks(tmp_path, make_settings, monkeypatch):
+    from index.store import Store
+    from rag.assistant import Assistant
+
+    _long_report(tmp_path / "rain.txt")
+    qa = Assistant(make_settings())
+    qa.index([tmp_path / "rain.txt"])
+    total = qa.store.sentences.count()
+    read, real = [], Store.sentences_of
+
+    def spy(self, *args, **kwargs):
+        got = real(self, *args, **kwargs)
+        read.append(len(got["ids"]))
+        return got
+
+    monkeypatch.setattr(Store, "sentences_of", spy)
+    answer = qa.ask(f"How many millimetres of rain did the gauge station at {_station(217)} record?")
+    assert str(37 * 217 + 11) in answer.text and not answer.abstained
+    assert total == 240 and read and read[0] < total / 3, (read, total)  # one document, but not all of it
+
+
+def test_late_sentence_vectors_come_from_the_chunk_pass(tmp_path, make_settings, monkeypatch):
+    import numpy as np
+
+    from rag import components
+    from rag.assistant import Assistant
+
+    _long_report(tmp_path / "rain.txt", n=40)
+    late = make_settings("late", sentence_vectors="late")
+    emb = components.get_embedder(late)
+    encoded: list[str] = []
+    real = type(emb).get_text_embedding_batch
+
+    def spy(self, texts, **kwargs):
+        encoded.extend(texts)
+        return real(self, texts, **kwargs)
+
+    monkeypatch.setattr(type(emb), "get_text_embedding_batch", spy)
+    qa = Assistant(late)
+    qa.index([tmp_path / "rain.txt"])
+    got = qa.store.sentences.get(include=["documents", "embeddings"])
+    assert qa.store.name.endswith("-late") and len(got["ids"]) == 40
+    assert not set(got["documents"]) & set(encoded)  # no sentence went through the encoder on its own
+    alone = np.asarray(real(emb, got["documents"][:5]))
+    late_vecs = np.asarray(got["embeddings"][:5])
+    cos = (alone * late_vecs).sum(1) / np.linalg.norm(alone, axis=1) / np.linalg.norm(late_vecs, axis=1)
+    assert cos.min() > 0.8, cos  # the same sentence, seen in its chunk
+    assert len(set(map(tuple, np.round(late_vecs, 4)))) == 5  # and each sentence its own vector
+    answer = qa.ask(f"How many millimetres of rain did the gauge station at {_station(17)} record?")
+    assert str(37 * 17 + 11) in answer.text  # scored by the ranker fitted on late vectors (ranker-late.json)
