@@ -127,9 +127,9 @@ def prepare(settings: Settings, index_paths: Sequence[str] | None) -> Any:
     paths = list(index_paths or [])
     if not paths and not qa.documents():
         paths = [str(settings.corpus_dir)]
-    if paths:
+    if paths:  # indexed on every core; the questions then run with the settings' own threads
         print(f"indexing {', '.join(paths)} into {settings.data_dir} ...", file=sys.stderr)
-        report = qa.index(paths)
+        report = Assistant(settings.for_batch_indexing()).index(paths)
         for r in report.failed:
             print(f"  failed {r.path}: {r.reason}", file=sys.stderr)
     return qa

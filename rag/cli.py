@@ -46,7 +46,7 @@ def _progress_bar(enabled: bool):
 def cmd_index(args: argparse.Namespace) -> int:
     from rag.assistant import Assistant
 
-    settings = _settings(args)
+    settings = _settings(args).for_batch_indexing()
     qa = Assistant(settings)
     if args.rebuild:
         _rebuild(settings)

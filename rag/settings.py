@@ -46,6 +46,9 @@ class Settings:
     # torch/onnx intra-op threads: 1 by default; 2 threads on a 2-core box collapse when another
     # process holds a core (measured ~1 s vs 25 ms for one query).
     threads: int = 1
+    # Batch indexing (`rag index`, eval runs) is a process of its own: it may take every core.
+    # 0 = all cores (os.cpu_count()).
+    index_threads: int = 0
     # Store: embedded Chroma in data_dir, or a `chroma run` server when chroma_url is set.
     chroma_url: str = ""
     chroma_timeout: float = 5.0
@@ -141,6 +144,8 @@ class Settings:
             raise ConfigError("sentence_vectors=late needs an ONNX embed_backend (onnx or onnx-int8), not torch")
         if self.embed_backend not in BACKENDS:
             raise ConfigError(f"embed_backend must be one of {BACKENDS}, got {self.embed_backend!r}")
+        if self.index_threads < 0:
+            raise ConfigError(f"index_threads must be >= 0 (0 = all cores), got {self.index_threads}")
         for name in ("top_k", "dense_k", "bm25_k", "evidence_k", "chunk_size", "threads", "ocr_dpi",
                      "write_lease_seconds"):
             if getattr(self, name) <= 0:
@@ -157,6 +162,10 @@ class Settings:
         return self
 
     # ------------------------------------------------------------------ derived
+    def for_batch_indexing(self) -> Settings:
+        """These settings with the embedder on ``index_threads`` cores (for `rag index` and eval)."""
+        return dataclasses.replace(self, threads=self.index_threads or os.cpu_count() or 1)
+
     @property
     def model_root(self) -> Path:
         return self.model_dir if str(self.model_dir) not in ("", ".") else self.data_dir
