@@ -209,7 +209,7 @@ def probe_latency(p: Params) -> dict:
 
 def _floor(qa, items: list) -> dict:
     """The retrieval reads again, straight on the chunk collection (no committed-version filter):
-    what Chroma and bm25s cost by themselves, to tell their cost from ours."""
+    what Chroma and our BM25 cost by themselves, to tell their cost from ours."""
     store, lex, emb = qa.store, qa._current_lexical(), qa.engine.embed_model
     out: dict[str, list[float]] = {"dense": [], "bm25_search": [], "get_nodes": []}
     for item in items:

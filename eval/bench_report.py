@@ -114,9 +114,9 @@ def latency_md(sec: dict[str, Any]) -> list[str]:
               s[mode]["floor"]["get_nodes"]["p50_ms"], _stage(s[mode], "dense"), _stage(s[mode], "bm25")]
              for s in sec["stores"] for mode in ("embedded", "server") if "floor" in s[mode]]
     if floor:
-        out += ["The same reads straight on the Chroma collection and bm25s, without our committed-version check "
-                "and node building (p50 ms, 10 questions): what Chroma and bm25s cost by themselves.", ""]
-        out += _table(["store", "Chroma", "dense query", "bm25s search", "get 20 nodes by id", "dense (chain)",
+        out += ["The same reads straight on the Chroma collection and our BM25, without our committed-version check "
+                "and node building (p50 ms, 10 questions): what Chroma and our BM25 cost by themselves.", ""]
+        out += _table(["store", "Chroma", "dense query", "BM25 search", "get 20 nodes by id", "dense (chain)",
                        "bm25 (chain)"], floor)
     if cap:
         out += ["Capacity (synthetic stores: chunk + sentence vectors; CPU per query = client + server):", ""]

@@ -30,7 +30,7 @@ from rag.errors import RagError
 from rag.settings import Settings
 
 PACKAGES = ("rag-cite", "llama-index-core", "llama-index-vector-stores-chroma", "chromadb", "ranx", "numpy",
-            "torch", "transformers", "sentence-transformers", "lingua-language-detector", "bm25s", "xllamacpp")
+            "torch", "transformers", "sentence-transformers", "lingua-language-detector", "xllamacpp")
 REPO = Path(__file__).resolve().parents[1]
 
 

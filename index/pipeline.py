@@ -195,7 +195,7 @@ class Indexer:
         changed |= self._index_docs(docs, report, progress, notes)
         if changed or report.repaired:
             self.store.bump_generation()
-        self.lexical(rebuild=changed or bool(report.repaired))
+        self.lexical()  # brought up to date from what changed (a new segment), not rebuilt
         report.documents, report.chunks = len(self.store.documents()), self.store.count()
         report.seconds = time.perf_counter() - started
         return report
@@ -205,27 +205,35 @@ class Indexer:
             removed = self.store.remove(doc_id)
             if removed:
                 self.store.bump_generation()
-                self.lexical(rebuild=True)
+                self.lexical()
             return removed
 
     def lexical(self, rebuild: bool = False) -> LexicalIndex:
-        """The BM25 side index for the store's current generation (loaded, or rebuilt from Chroma)."""
+        """The BM25 side index for the store's current generation: the saved one when current,
+        else the saved one brought up to date (only chunks added or removed since are read and
+        tokenised), else - none saved, or ``rebuild`` - built from every chunk in Chroma."""
         path = self.store.data_dir / "bm25" / self.store.name
         gen = self.store.generation()
-        if not rebuild:
-            cached = LexicalIndex.load(path)
-            if cached is not None and cached.generation == gen and len(cached.ids) == self.store.count():
-                return cached
-        ids: list[str] = []
-        texts: list[str] = []
-        langs: list[str] = []
-        doc_ids: list[str] = []
-        for page_ids, page_texts, metas in self.store.iter_chunks():
-            ids += page_ids
-            texts += page_texts
-            langs += [m.get("language", "en") for m in metas]
-            doc_ids += [m.get("doc_id", "") for m in metas]
-        lex = LexicalIndex.build(ids, texts, langs, doc_ids, generation=gen)
+        lex = None if rebuild else LexicalIndex.load(path)
+        if lex is not None and lex.generation == gen and lex.size == self.store.count():
+            return lex
+        if lex is None:
+            ids: list[str] = []
+            texts: list[str] = []
+            langs: list[str] = []
+            doc_ids: list[str] = []
+            for page_ids, page_texts, metas in self.store.iter_chunks():
+                ids += page_ids
+                texts += page_texts
+                langs += [m.get("language", "en") for m in metas]
+                doc_ids += [m.get("doc_id", "") for m in metas]
+            lex = LexicalIndex.build(ids, texts, langs, doc_ids, generation=gen)
+        else:
+            current, have = set(self.store.chunk_ids()), set(lex.ids)
+            added = sorted(current - have)
+            got = self.store.chunk_texts(added)
+            lex = lex.updated(got["ids"], got["documents"], [m.get("language", "en") for m in got["metadatas"]],
+                              [m.get("doc_id", "") for m in got["metadatas"]], have - current, generation=gen)
         try:
             lex.save(path)
         except OSError:

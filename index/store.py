@@ -342,6 +342,24 @@ class Store:
             yield got["ids"], got["documents"], got["metadatas"]
             offset += len(got["ids"])
 
+    def chunk_ids(self, batch: int = 20000) -> list[str]:
+        """Every chunk id (no texts, no vectors), in pages."""
+        ids: list[str] = []
+        while True:
+            got = self.chunks.get(include=[], limit=batch, offset=len(ids))["ids"]
+            if not got:
+                return ids
+            ids += got
+
+    def chunk_texts(self, ids: list[str]) -> dict:
+        """Texts and metadata of these chunks, as one Chroma ``get`` result."""
+        out: dict = {"ids": [], "documents": [], "metadatas": []}
+        for i in range(0, len(ids), _BATCH):
+            got = self.chunks.get(ids=ids[i : i + _BATCH], include=["documents", "metadatas"])
+            for key in out:
+                out[key] += got[key]
+        return out
+
     def size_bytes(self) -> int:
         if self.chroma_url:
             return 0
