@@ -184,6 +184,12 @@ def llm_md(sec: dict[str, Any]) -> list[str]:
                          "decode tok/s", "total s", "correct"], rows)
 
 
+def _ci(m: dict[str, Any] | None) -> str:
+    if not m or m.get("value") is None:
+        return "–"
+    return f"{_f(m['value'])} [{_f(m['ci95'][0])}, {_f(m['ci95'][1])}]" if m.get("ci95") else _f(m["value"])
+
+
 def corpus_md(sec: dict[str, Any]) -> list[str]:
     out = [f"### A real corpus at scale: {sec.get('wiki_docs', '?'):,} Wikipedia summaries plus the benchmark", ""]
     if (bad := _failed("corpus", sec)) is not None:
@@ -204,7 +210,9 @@ def corpus_md(sec: dict[str, Any]) -> list[str]:
          f"{ix['raw_sample']:,}-text sample)", _goal(ix["ratio_pipeline_to_raw"] >= 0.9)],
         ["total indexing time <= 1.2 x quickstart", f"{ratio:.2f} x ({ix['seconds']} vs {qs['seconds']} s)" if ratio else "–",
          _goal(ratio is not None and ratio <= 1.2)],
-        ["first question after start < 2 s", f"{q['first_question_s']} s", _goal(q["first_question_s"] < 2)],
+        ["first question after start < 2 s", f"{q['first_question_after_warm_up_s']} s after the app's warm-up "
+         f"({q['warm_up_s']} s); {q['first_question_cold_s']} s from a cold process start (imports, model load)",
+         _goal(q["first_question_after_warm_up_s"] < 2)],
         ["retrieval p50 <= 50 ms", f"{q['stages']['retrieval']['p50_ms']} ms (p95 {q['stages']['retrieval']['p95_ms']})",
          _goal(q["stages"]["retrieval"]["p50_ms"] <= 50)]])
     stages = [k for k in (*STAGES, "retrieval", "total") if k in q["stages"]]
@@ -215,9 +223,8 @@ def corpus_md(sec: dict[str, Any]) -> list[str]:
     rows = []
     for label, r in acc.items():
         o = r["overall"]
-        rows.append([label, r["documents"], *[f"{_f(o[k]['value'])} [{_f(o[k]['ci95'][0])}, {_f(o[k]['ci95'][1])}]"
-                                              for k in ("answer_accuracy_answerable", "hit@1", "abstention_recall",
-                                                        "false_abstention_rate")],
+        rows.append([label, r["documents"], *[_ci(o.get(k)) for k in ("answer_accuracy_answerable", "hit@1",
+                                                                      "abstention_recall", "false_abstention_rate")],
                      *[_f(r["by_kind"].get(k, {}).get("value")) for k in ("lookup", "crosslingual", "unanswerable")]])
     out += [f"xquad-dev ({next(iter(acc.values()))['questions']:,} questions, cross-fitted ranker) without and with "
             "the Wikipedia documents as distractors (95% bootstrap intervals):", ""]

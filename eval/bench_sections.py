@@ -260,7 +260,7 @@ def corpus(b: Bench) -> dict[str, Any]:
                                                       "paths": list(map(str, paths)), "work": str(b.work)},
                                 timeout=6 * 3600)
     out["questions"] = b.probe("corpus_questions", {"data_dir": str(big), "gold": str(bench.gold),
-                                                    "questions": b.store_questions + 1})
+                                                    "questions": b.store_questions + 2})
     out["accuracy"] = {"benchmark only": _eval_run(b, small, [bench.corpus], "small"),
                        "with distractors": _eval_run(b, big, paths, "big")}
     return out

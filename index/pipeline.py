@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -153,10 +153,12 @@ class Indexer:
 
     def __init__(self, store: Store, embed_model, chunker: Chunker, embedder_id: str = "",
                  languages: tuple[str, ...] = DEFAULT_LANGUAGES, max_file_mb: float = 20.0,
-                 read_options: ReadOptions | None = None, late_sentences: bool = False) -> None:
+                 read_options: ReadOptions | None = None, late_sentences: bool = False,
+                 group_docs: int = 64) -> None:
         self.store, self.embed_model, self.chunker = store, embed_model, chunker
         # sentence vectors pooled from their chunk's pass (needs an embedder with encode_spans)
         self.late_sentences = late_sentences and hasattr(embed_model, "encode_spans")
+        self.group_docs = max(1, group_docs)  # documents per store write and commit
         self.read_options = read_options or ReadOptions()
         self.embedder_id = embedder_id
         self.languages = languages
@@ -244,10 +246,13 @@ class Indexer:
     def _index_docs(self, docs: list[SourceDoc], report: IndexReport, progress: Progress | None,
                     notes: dict[str, str] | None = None) -> bool:
         seen_hashes: dict[str, str] = {}
-        todo: list[tuple[SourceDoc, str, list, list]] = []
+        todo: list[tuple[SourceDoc, DocRecord | None, str, list, list]] = []
+        recs = self.store.docs([d.doc_id for d in docs])
+        twins = self.store.docs_by_hash(sorted({d.content_hash for d in docs}))
         for doc in docs:
-            rec = self.store.doc(doc.doc_id)
-            twin = seen_hashes.get(doc.content_hash) or self._committed_twin(doc)
+            rec = recs.get(doc.doc_id)
+            same = [r.doc_id for r in twins.get(doc.content_hash, [])]
+            twin = seen_hashes.get(doc.content_hash) or (doc.doc_id if doc.doc_id in same else next(iter(same), None))
             if twin and twin != doc.doc_id:
                 report.results.append(FileResult(doc.source, doc.doc_id, "duplicate",
                                                  reason=f"same text as document '{twin}' (not indexed twice)"))
@@ -263,36 +268,61 @@ class Indexer:
             except (RagError, ValueError) as exc:
                 report.results.append(FileResult(doc.source, doc.doc_id, "failed", reason=str(exc)))
                 continue
-            todo.append((doc, lang, nodes, sents))
+            todo.append((doc, rec, lang, nodes, sents))
         if not todo:
             return False
-        self.store.set_journal([d.doc_id for d, _, _, _ in todo])
-        embedded = self._embed_missing([n for _, _, nodes, sents in todo for n in (*nodes, *sents)], progress)
-        for doc, lang, nodes, sents in todo:
+        self.store.set_journal([d.doc_id for d, *_ in todo])
+        embedded = self._embed_missing([n for *_, nodes, sents in todo for n in (*nodes, *sents)], progress)
+        for group in self._groups(todo):
             self.store.lease.check()  # a writer that lost its lease stops here, before writing more
-            status = "updated" if self.store.doc(doc.doc_id) else "added"
+            failed: set[str] = set()
             try:
-                fresh = [n for n in nodes if n.embedding is not None]
-                new_sents = [s for s in sents if s.embedding is not None]
-                self.store.add_nodes(fresh)
-                self.store.add_sentences([s.node_id for s in new_sents], [s.text for s in new_sents],
-                                         [s.embedding for s in new_sents], [s.metadata for s in new_sents])
-                _fault_point("after_add")
-                self.store.commit(DocRecord(doc.doc_id, doc.source, doc.title, lang, doc.content_hash,
-                                            len(nodes), len(doc.text), time.time()))
-                _fault_point("after_commit")
-                self.store.prune(doc.doc_id, doc.content_hash)
-                report.results.append(FileResult(doc.source, doc.doc_id, status, len(nodes),
-                                                 sum(n.node_id in embedded for n in fresh), lang,
-                                                 reason=(notes or {}).get(doc.doc_id, ""), note="; ".join(doc.notes)))
-            except Exception as exc:  # noqa: BLE001 - one document's store failure must not stop the batch
-                report.results.append(FileResult(doc.source, doc.doc_id, "failed", reason=f"store error: {exc}"))
+                self._write(group)
+            except Exception:  # noqa: BLE001 - one document's store failure must not stop the batch:
+                for one in group:  # write them one by one, to find the one that fails
+                    try:
+                        self._write([one])
+                    except Exception as exc:  # noqa: BLE001
+                        failed.add(one[0].doc_id)
+                        report.results.append(FileResult(one[0].source, one[0].doc_id, "failed",
+                                                         reason=f"store error: {exc}"))
+            for doc, rec, lang, nodes, _ in group:
+                if doc.doc_id in failed:
+                    continue
+                report.results.append(FileResult(doc.source, doc.doc_id, "updated" if rec else "added", len(nodes),
+                                                 sum(n.node_id in embedded for n in nodes if n.embedding is not None),
+                                                 lang, reason=(notes or {}).get(doc.doc_id, ""),
+                                                 note="; ".join(doc.notes)))
         self.store.set_journal([])
         return True
 
-    def _committed_twin(self, doc: SourceDoc) -> str | None:
-        rec = self.store.find_by_hash(doc.content_hash)
-        return rec.doc_id if rec else None
+    def _groups(self, todo: list) -> Iterator[list]:
+        """Documents in write groups of up to ``group_docs`` documents (and about 2,000 rows)."""
+        group, rows = [], 0
+        for item in todo:
+            if group and (len(group) >= self.group_docs or rows + len(item[3]) + len(item[4]) > 2000):
+                yield group
+                group, rows = [], 0
+            group.append(item)
+            rows += len(item[3]) + len(item[4])
+        if group:
+            yield group
+
+    def _write(self, group: list) -> None:
+        """Write a group of documents: their rows, then their records in one commit (each
+        document's new version becomes visible whole), then drop the rows of replaced versions."""
+        fresh = [n for _, _, _, nodes, _ in group for n in nodes if n.embedding is not None]
+        sents = [s for *_, sentences in group for s in sentences if s.embedding is not None]
+        self.store.add_nodes(fresh)
+        self.store.add_sentences([s.node_id for s in sents], [s.text for s in sents],
+                                 [s.embedding for s in sents], [s.metadata for s in sents])
+        _fault_point("after_add")
+        self.store.commit(*(DocRecord(doc.doc_id, doc.source, doc.title, lang, doc.content_hash, len(nodes),
+                                      len(doc.text), time.time()) for doc, _, lang, nodes, _ in group))
+        _fault_point("after_commit")
+        for doc, rec, *_ in group:
+            if rec is not None:  # a new document has no older version (a killed run's rows are repaired first)
+                self.store.prune(doc.doc_id, doc.content_hash)
 
     def _nodes(self, doc: SourceDoc) -> tuple[str, list]:
         from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode

@@ -229,12 +229,30 @@ class Store:
         got = self.registry.get(ids=[doc_id], include=["metadatas"])
         return DocRecord(**got["metadatas"][0]) if got["ids"] else None
 
-    def find_by_hash(self, content_hash: str) -> DocRecord | None:
-        got = self.registry.get(where={"content_hash": content_hash}, include=["metadatas"], limit=1)
-        return DocRecord(**got["metadatas"][0]) if got["ids"] else None
+    def docs(self, doc_ids: list[str]) -> dict[str, DocRecord]:
+        """The committed records of these documents (those that have one), in few reads."""
+        out: dict[str, DocRecord] = {}
+        for i in range(0, len(doc_ids), _BATCH):
+            got = self.registry.get(ids=doc_ids[i : i + _BATCH], include=["metadatas"])
+            out.update({d: DocRecord(**m) for d, m in zip(got["ids"], got["metadatas"])})
+        return out
 
-    def commit(self, rec: DocRecord) -> None:
-        self.registry.upsert(ids=[rec.doc_id], embeddings=[[1.0]], metadatas=[asdict(rec)], documents=[""])
+    def docs_by_hash(self, hashes: list[str]) -> dict[str, list[DocRecord]]:
+        """Committed records by content hash, for these hashes."""
+        out: dict[str, list[DocRecord]] = {}
+        for i in range(0, len(hashes), _BATCH):
+            part = hashes[i : i + _BATCH]
+            where = {"content_hash": part[0]} if len(part) == 1 else {"content_hash": {"$in": part}}
+            got = self.registry.get(where=where, include=["metadatas"])
+            for m in got["metadatas"]:
+                out.setdefault(m["content_hash"], []).append(DocRecord(**m))
+        return out
+
+    def commit(self, *recs: DocRecord) -> None:
+        """Commit these document versions (one registry write: each becomes visible whole)."""
+        if recs:
+            self.registry.upsert(ids=[r.doc_id for r in recs], embeddings=[[1.0]] * len(recs),
+                                 metadatas=[asdict(r) for r in recs], documents=[""] * len(recs))
 
     # ------------------------------------------------------------------ chunks
     def existing_ids(self, ids: list[str]) -> set[str]:

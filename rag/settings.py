@@ -49,6 +49,9 @@ class Settings:
     # Batch indexing (`rag index`, eval runs) is a process of its own: it may take every core.
     # 0 = all cores (os.cpu_count()).
     index_threads: int = 0
+    # Documents written and committed together (each still becomes visible whole): one Chroma
+    # write per group instead of five per document.
+    index_group_docs: int = 64
     # Store: embedded Chroma in data_dir, or a `chroma run` server when chroma_url is set.
     chroma_url: str = ""
     chroma_timeout: float = 5.0
@@ -146,7 +149,7 @@ class Settings:
             raise ConfigError(f"embed_backend must be one of {BACKENDS}, got {self.embed_backend!r}")
         if self.index_threads < 0:
             raise ConfigError(f"index_threads must be >= 0 (0 = all cores), got {self.index_threads}")
-        for name in ("top_k", "dense_k", "bm25_k", "evidence_k", "chunk_size", "threads", "ocr_dpi",
+        for name in ("top_k", "dense_k", "bm25_k", "evidence_k", "chunk_size", "threads", "ocr_dpi", "index_group_docs",
                      "write_lease_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -68,7 +68,8 @@ def test_two_writers_one_killed_mid_batch_equal_a_clean_run(tmp_path, chroma_ser
     store = _store(chroma_server, "two")
     a = subprocess.Popen([sys.executable, "-m", "rag", "index", "--json", *first], cwd=ROOT, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         env=_env(tmp_path, "a", chroma_server, "two", model_dir, RAG_FAULT_KILL_AT="after_add:3"))
+                         env=_env(tmp_path, "a", chroma_server, "two", model_dir, RAG_FAULT_KILL_AT="after_add:2",
+                                  RAG_INDEX_GROUP_DOCS="2"))  # two documents per write: killed in the second
     deadline = time.time() + 120
     while time.time() < deadline and not ((cur := store.lease.latest()) and f"pid {a.pid} " in cur.owner):
         time.sleep(0.2)
@@ -77,7 +78,7 @@ def test_two_writers_one_killed_mid_batch_equal_a_clean_run(tmp_path, chroma_ser
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env=_env(tmp_path, "b", chroma_server, "two", model_dir))
     a.wait(300)
-    assert a.returncode == -9  # SIGKILL after adding the chunks of its third document, uncommitted
+    assert a.returncode == -9  # SIGKILL after adding the chunks of doc2 and doc3, uncommitted
     half = {d.doc_id for d in store.documents()}
     assert half == {"doc0", "doc1"}, half  # committed before the kill; doc2's chunks are orphans
     out_b, err_b = b.communicate(timeout=300)
