@@ -79,7 +79,7 @@ calibrate: install
 bench: install llm-model smoke-model
 	$(BIN)/python -m eval bench --publish docs/PERFORMANCE.md
 
-# Issue 13's real corpus: 12,000 Wikipedia summaries (eval/wikicorpus.py) indexed for real, ~1 h
+# Issue 13's real corpus: 10,000 Wikipedia summaries (eval/wikicorpus.py) indexed for real, ~1 h
 bench-corpus: install
 	$(BIN)/python -m eval bench --only corpus --publish docs/PERFORMANCE.md
 

