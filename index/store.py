@@ -281,12 +281,11 @@ class Store:
         """The committed sentences of these documents, with their vectors (for evidence scoring);
         with ``near`` (doc_id, char_start, char_end) spans, only those overlapping a span widened by
         ``margin`` characters each side: a chunk's sentences and the ones next to it (a neighbour
-        ends just before the chunk starts, however long it is), not a whole 300-page PDF.
+        ends just before the chunk starts, however long it is), not all of a 300-page PDF.
         Reads with the snapshot of the question's retrieval, then ends that snapshot."""
+        # Read by document, cut to the spans here: Chroma's range filters on char offsets made
+        # this read 15x slower on a 41k-sentence store (287 vs 18 ms p50, docs/PERFORMANCE.md).
         where = {"doc_id": doc_ids[0]} if len(doc_ids) == 1 else {"doc_id": {"$in": doc_ids}}
-        if near:  # one envelope for all spans (Chroma's $or of per-span ranges was 2x slower), then exact
-            lo, hi = min(a for _, a, _ in near) - margin, max(b for _, _, b in near) + margin
-            where = {"$and": [where, {"char_end": {"$gte": lo}}, {"char_start": {"$lte": hi}}]}
         try:
             got = self.sentences.get(where=where, include=["documents", "metadatas", "embeddings"])
             keep = self.committed_rows(got["metadatas"])

@@ -317,7 +317,7 @@ def _long_report(path, n: int = 240) -> None:
     path.write_text("\n\n".join(" ".join(lines[i : i + 4]) for i in range(0, n, 4)), encoding="utf-8")
 
 
-def test_evidence_reads_only_the_sentences_near_the_retrieved_chunks(tmp_path, make_settings, monkeypatch):
+def test_evidence_scores_only_the_sentences_near_the_retrieved_chunks(tmp_path, make_settings, monkeypatch):
     from index.store import Store
     from rag.assistant import Assistant
 
