@@ -154,11 +154,12 @@ class Indexer:
     def __init__(self, store: Store, embed_model, chunker: Chunker, embedder_id: str = "",
                  languages: tuple[str, ...] = DEFAULT_LANGUAGES, max_file_mb: float = 20.0,
                  read_options: ReadOptions | None = None, late_sentences: bool = False,
-                 group_docs: int = 64) -> None:
+                 group_docs: int = 64, batch_files: int = 512) -> None:
         self.store, self.embed_model, self.chunker = store, embed_model, chunker
         # sentence vectors pooled from their chunk's pass (needs an embedder with encode_spans)
         self.late_sentences = late_sentences and hasattr(embed_model, "encode_spans")
         self.group_docs = max(1, group_docs)  # documents per store write and commit
+        self.batch_files = max(1, batch_files)  # files read and embedded before they are written
         self.read_options = read_options or ReadOptions()
         self.embedder_id = embedder_id
         self.languages = languages
@@ -181,22 +182,27 @@ class Indexer:
         files, skipped = discover(paths)
         report.results.extend(skipped)
         ids = assign_ids(files, {r.doc_id: r.source for r in self.store.documents()}, SUPPORTED)
-        docs: list[SourceDoc] = []
-        notes: dict[str, str] = {}
-        for i, (_, path) in enumerate(files):
-            assigned = ids[path]
-            try:
-                docs.append(read_stable(path, self.max_bytes, assigned.doc_id, self.read_options))
-                notes[assigned.doc_id] = assigned.note
-            except IndexingError as exc:
-                report.results.append(FileResult(str(path), assigned.doc_id, "failed", reason=exc.reason))
-            if progress:
-                progress("read", i + 1, len(files))
         # Removals first, so a file renamed since the last run is indexed under its new name.
-        changed = remove_missing and self._remove_missing(paths, {d.doc_id for d in docs}, report)
-        changed |= self._index_docs(docs, report, progress, notes)
-        if changed or report.repaired:
+        changed = remove_missing and self._remove_missing(paths, {a.doc_id for a in ids.values()}, report)
+        if changed:
             self.store.bump_generation()
+        # Then the files in batches: read, embed, write. A batch is committed before the next is
+        # read, so a long run shows its progress to readers and a crash loses one batch at most.
+        for start in range(0, len(files), self.batch_files):
+            docs: list[SourceDoc] = []
+            notes: dict[str, str] = {}
+            for i, (_, path) in enumerate(files[start : start + self.batch_files], start):
+                assigned = ids[path]
+                try:
+                    docs.append(read_stable(path, self.max_bytes, assigned.doc_id, self.read_options))
+                    notes[assigned.doc_id] = assigned.note
+                except IndexingError as exc:
+                    report.results.append(FileResult(str(path), assigned.doc_id, "failed", reason=exc.reason))
+                if progress:
+                    progress("read", i + 1, len(files))
+            if self._index_docs(docs, report, progress, notes):
+                changed = True
+                self.store.bump_generation()
         self.lexical()  # brought up to date from what changed (a new segment), not rebuilt
         report.documents, report.chunks = len(self.store.documents()), self.store.count()
         report.seconds = time.perf_counter() - started

@@ -75,5 +75,6 @@ def get_indexer(s: Settings, store: Store | None = None) -> Indexer:
     return Indexer(store or get_store(s), get_embedder(s), Chunker(s.chunk_size, s.chunk_overlap),
                    embedder_id=embedder_id(s), languages=s.detect_languages, max_file_mb=s.max_file_mb,
                    late_sentences=s.sentence_vectors == "late", group_docs=s.index_group_docs,
+                   batch_files=s.index_batch_files,
                    read_options=ReadOptions(ocr=s.ocr, ocr_languages=s.ocr_languages, ocr_dpi=s.ocr_dpi,
                                             ocr_cache=s.data_dir / "ocr-cache"))

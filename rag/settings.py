@@ -52,6 +52,9 @@ class Settings:
     # Documents written and committed together (each still becomes visible whole): one Chroma
     # write per group instead of five per document.
     index_group_docs: int = 64
+    # Files read and embedded before they are written: each batch is committed before the next
+    # is read (memory stays flat; a killed run loses one batch).
+    index_batch_files: int = 512
     # Store: embedded Chroma in data_dir, or a `chroma run` server when chroma_url is set.
     chroma_url: str = ""
     chroma_timeout: float = 5.0
@@ -150,6 +153,7 @@ class Settings:
         if self.index_threads < 0:
             raise ConfigError(f"index_threads must be >= 0 (0 = all cores), got {self.index_threads}")
         for name in ("top_k", "dense_k", "bm25_k", "evidence_k", "chunk_size", "threads", "ocr_dpi", "index_group_docs",
+                     "index_batch_files",
                      "write_lease_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -200,6 +200,23 @@ def test_kill_mid_index_then_rerun_equals_clean_run(tmp_path, make_settings, poi
 
 
 @pytest.mark.slow
+def test_a_run_killed_in_its_second_batch_keeps_the_first(tmp_path, make_settings):
+    from rag import Assistant
+
+    env = {"RAG_DATA_DIR": str(tmp_path / "killed"), "RAG_INDEX_BATCH_FILES": "2"}
+    killed = run_cli("index", str(CORPUS), env={**env, "RAG_FAULT_KILL_AT": "after_commit:2"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    status = json.loads(run_cli("status", "--json", env=env).stdout)
+    assert len(status["docs"]) == 4  # batches one and two (two files each) were committed before the kill
+    rerun = run_cli("index", str(CORPUS), "--json", env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["counts"] == {"unchanged": 4, "added": 1}
+    clean = Assistant(make_settings("clean"))
+    clean.index([CORPUS])
+    assert _store_state(Assistant(make_settings("killed"))) == _store_state(clean)
+
+
+@pytest.mark.slow
 @pytest.mark.server
 def test_server_mode_is_one_setting_apart(chroma_server, make_settings):
     from rag import Assistant
