@@ -1,6 +1,6 @@
 """What keeping BM25 up to date costs on an indexed store: a full rebuild against the segment update.
 
-    $ python -m eval.lexical_bench --data-dir runs/bench-corpus-x/work/corpus-big   # a copy: it adds one document
+    $ python -m eval.lexical_bench --data-dir a-copy-of-a-data-dir   # it adds one document
 
 Times a rebuild of the side index from every chunk in Chroma (what every index run did before the
 index was kept in segments), loading it, and the update after indexing one new document.
