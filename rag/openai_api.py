@@ -12,7 +12,9 @@ fields clients may read: ``citations`` (n, doc_id, title, source, page, location
 char_start, char_end, language, score), ``abstained``, ``related``, ``conflicts``, ``fallback``,
 ``verified``, ``mode``. Streaming sends only verified text: an LLM draft that fails verification
 is never shown (a client cannot take streamed text back), so the content arrives once it is
-checked, with SSE comments as keep-alives meanwhile. Errors use OpenAI's shape
+checked, with SSE comments as keep-alives meanwhile. In the LLM modes the cited quote comes first,
+at once, in a chunk with an empty delta and two extra fields, ``rag_stage: "quote"`` and
+``rag_quote`` (its content and the fields above), for clients that show it while the model works. Errors use OpenAI's shape
 ``{"error": {"message", "type", "param", "code"}}`` with a fitting HTTP status.
 
 Auth: when the app listens beyond loopback (or keys are configured), every request needs
@@ -205,7 +207,10 @@ def sse_chunks(req: dict, events: Callable[[], Iterator[Event]], cid: str, creat
         answer, tokens = None, 0
         for event in events():
             if event.type == "answer":
-                answer = event.payload  # only the last (final) stage is sent: verified text or the quote
+                answer = event.payload  # only the last (final) stage is content: verified text or the quote
+                if answer.stage == "quote":  # the cited quote at once, outside the content: a client that
+                    # knows it (``rag_stage``) shows it until the content arrives; others ignore the field
+                    yield chunk({}, rag_stage="quote", rag_quote={"content": content_of(answer), **extras(answer)})
             elif event.type == "token":
                 tokens += 1
                 if tokens % 8 == 1:

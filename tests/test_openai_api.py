@@ -230,3 +230,36 @@ def test_parse_request_history_and_validation():
         with pytest.raises(ApiError) as err:
             parse_request(body, AVAILABLE)
         assert (err.value.status, err.value.param) == (status, param), body
+
+
+def test_stream_sends_the_quote_stage_first_outside_the_content():
+    """LLM modes: the cited quote goes out at once as an extra field (no content: streamed text cannot
+    be taken back), then the final answer is the content; an extractive answer has no quote chunk."""
+    from rag.openai_api import sse_chunks
+    from rag.types import Answer, Citation, Event
+
+    cite = Citation(n=1, doc_id="d", source="d.txt", chunk_id="c", language="es", quote="Ana dirige la AIP.",
+                    char_start=0, char_end=18, score=0.9)
+    quote = Answer(question="Who runs AIP?", text="“Ana dirige la AIP.” [1]", language="en", mode="extractive",
+                   citations=[cite], stage="quote")
+    final = Answer(question="Who runs AIP?", text="Ana runs AIP [1].", language="en", mode="local", verified=True,
+                   citations=[cite])
+    req = {"model": "rag-local", "question": "Who runs AIP?", "history": [], "include_usage": False}
+
+    def events(*answers):
+        return lambda: iter([Event("token", "Ana"), *(Event("answer", a) for a in answers)])
+
+    def parse(body):
+        return [json.loads(x[6:]) for x in body if x.startswith("data: {")]
+
+    got = parse(list(sse_chunks(req, events(quote, final), "id1", 0)))
+    staged = [i for i, c in enumerate(got) if c.get("rag_stage") == "quote"]
+    content = [i for i, c in enumerate(got) if c["choices"] and c["choices"][0]["delta"].get("content")]
+    assert len(staged) == 1 and len(content) == 1 and staged[0] < content[0]
+    assert got[staged[0]]["choices"][0]["delta"] == {}
+    assert got[staged[0]]["rag_quote"]["content"].startswith(quote.text)
+    assert got[staged[0]]["rag_quote"]["citations"][0]["quote"] == "Ana dirige la AIP."
+    assert got[content[0]]["choices"][0]["delta"]["content"].startswith("Ana runs AIP [1].")
+
+    plain = parse(list(sse_chunks(req, events(final), "id2", 0)))
+    assert not any("rag_stage" in c for c in plain)
