@@ -74,6 +74,48 @@ def corpus_qa(tmp_path_factory, model_dir):
     return qa
 
 
+def app_env(data: Path, model_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of an ``app.py`` or ``rag`` child: ours without RAG_* / GRADIO_*, offline,
+    extractive, on ``data`` with the session's model, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "GRADIO_"))}
+    env.update(RAG_DATA_DIR=str(data), RAG_MODEL_DIR=str(model_dir), RAG_MODE="extractive",
+               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False", **extra)
+    return env
+
+
+def start_app(env: dict[str, str], log_path: Path, *args: str, ready: str = "/gradio_api/info",
+              ) -> tuple[subprocess.Popen, str]:
+    """``python app.py --port <free port> *args``; returns (process, url) once ``ready`` answers
+    (200, or 401/403 behind a login). Fails the test with the log's tail if the app exits or is not
+    up within 300 s."""
+    import httpx
+
+    port = free_port()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while True:
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"app did not start: {log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + ready, timeout=2).status_code in (200, 401, 403):
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.5)
+
+
+def stop_app(proc: subprocess.Popen, wait: float = 15) -> None:
+    """Terminate (the app stops its llama.cpp child on exit), then kill after ``wait`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     full = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "rag", *args], cwd=ROOT, env=full, capture_output=True,

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import stop_app
 from docfixtures import pdf_from_objects
-from test_reliability import _start_app, _stop, app_data  # noqa: F401 - the fixture is used below
+from test_reliability import _start_app, app_data  # noqa: F401 - the fixture is used below
 
 from rag.auth import load_credentials
 from rag.errors import ConfigError
@@ -93,7 +94,7 @@ def test_readers_ask_only_admins_change_documents(app_data, model_dir, tmp_path)
         assert "Ana Lobo" in reader.predict("Who patented the Quorvex valve?", api_name="/ask")["text"]
         assert admin.predict("quorvex", api_name="/remove")[0] == "removed quorvex"
     finally:
-        _stop(proc)
+        stop_app(proc)
     text = log.read_text(errors="replace")
     assert "read-pw-1" not in text and "admin-pw-2" not in text
 
@@ -171,7 +172,7 @@ def test_questions_keep_being_answered_while_a_20mb_pdf_is_indexed(app_data, mod
         for t in askers:
             t.join(60)
     finally:
-        _stop(proc)
+        stop_app(proc)
     assert "lumeira: added" in upload.get("note", ""), upload
     during = [lat for start, lat in answers if start < upload["end"]]
     assert not errors, errors[:5]

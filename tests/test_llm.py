@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port
 
 from rag.errors import LLMError, LLMModelError
 from rag.llm import (
@@ -89,12 +90,6 @@ def server(settings: Settings) -> Iterator[LocalLLMServer]:
 @pytest.fixture(scope="session")
 def gen(server: LocalLLMServer) -> LLMGenerator:
     return LLMGenerator(server.base_url, server.model_path.stem, api_key=server.api_key, timeout=180)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_open(port: int) -> bool:

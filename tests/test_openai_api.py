@@ -9,16 +9,14 @@ app.py starts in extractive mode (no LLM needed) and serves the UI and /v1 on on
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
-from conftest import CORPUS, ROOT, free_port
+from conftest import CORPUS, ROOT, app_env, start_app, stop_app
 from docfixtures import CASES, write_all
 
 from rag.openai_api import ApiError, check_bearer, parse_request
@@ -26,47 +24,20 @@ from rag.openai_api import ApiError, check_bearer, parse_request
 AVAILABLE = ["auto", "extractive"]
 
 
-def _env(data, model_dir) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "GRADIO_"))}
-    env.update(RAG_DATA_DIR=str(data), RAG_MODEL_DIR=str(model_dir), RAG_MODE="extractive",
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
-    return env
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, model_dir) -> Iterator[SimpleNamespace]:
-    import httpx
-
     root = tmp_path_factory.mktemp("api")
     docs = root / "docs"
     write_all(docs, ("pptx", "xlsx"))
     shutil.copy(CORPUS / "001_ef270eff479935e8.txt", docs)
-    env = _env(root / "data", model_dir)
+    env = app_env(root / "data", model_dir)
     done = subprocess.run([sys.executable, "-m", "rag", "index", str(docs)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
-    port = free_port()
     log_path = root / "app.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while True:
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"app did not start: {log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
+    proc, url = start_app(env, log_path, ready="/v1/models")
     yield SimpleNamespace(url=url, log=log_path)
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_app(proc)
 
 
 @pytest.fixture(scope="module")

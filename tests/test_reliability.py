@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, ROOT, free_port, run_cli
+from conftest import CORPUS, ROOT, app_env, free_port, run_cli, start_app, stop_app
 from docfixtures import pdf_from_objects
 
 from rag.errors import QuestionError, StoreError
@@ -522,36 +522,10 @@ def test_queries_during_reindexing_see_one_whole_version(tmp_path, make_settings
 # ====================================================================== the running app
 def _start_app(data: Path, model_dir: Path, *args: str, env_extra: dict | None = None,
                ) -> tuple[subprocess.Popen, str, Path]:
-    import httpx
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "GRADIO_"))}
-    env.update(RAG_DATA_DIR=str(data), RAG_MODEL_DIR=str(model_dir), RAG_MODE="extractive",
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False", **(env_extra or {}))
-    port = free_port()
-    log_path = data / f"app-{port}.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while True:
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"app did not start: {log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/gradio_api/info", timeout=2).status_code in (200, 401, 403):
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
+    """app.py on ``data`` (extractive, plus ``env_extra``): (process, url, its log)."""
+    log_path = data / f"app-{time.monotonic_ns()}.log"
+    proc, url = start_app(app_env(data, model_dir, **(env_extra or {})), log_path, *args)
     return proc, url, log_path
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -608,7 +582,7 @@ def test_load_200_questions_at_concurrency_8(app_data, model_dir):
             list(pool.map(one, range(total)))
         wall = time.perf_counter() - started
     finally:
-        _stop(proc)
+        stop_app(proc)
     assert not errors, errors[:5]
     q = statistics.quantiles(latencies, n=100)
     growth = (rss[total] - rss[20]) / rss[20]
@@ -641,7 +615,7 @@ def test_auth_is_enforced_on_the_api(app_data, model_dir):
                                                                                  api_name="/ask")
         assert "Fink" in ok["text"]
     finally:
-        _stop(proc)
+        stop_app(proc)
     assert "correct-horse" not in "".join(p.read_text(errors="replace") for p in app_data.glob("app-*.log"))
 
 

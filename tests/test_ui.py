@@ -15,9 +15,7 @@ DOM contract used here (kept stable in app.py):
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -26,8 +24,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import ROOT, app_env, free_port, start_app, stop_app
 
-ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -36,50 +34,17 @@ BOT = "#chat .message.bot"
 ANSWER_TIMEOUT = 90_000  # ms; the 2-core CI box may be busy with other test processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(data: Path, model_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "GRADIO_"))}
-    env.update(RAG_DATA_DIR=str(data), RAG_MODEL_DIR=str(model_dir), RAG_MODE="extractive", RAG_MAX_UPLOAD_MB="1",
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
-    return env
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, model_dir) -> Iterator[SimpleNamespace]:
-    import httpx
-
     data = tmp_path_factory.mktemp("ui-data")
-    env = _env(data, model_dir)
+    env = app_env(data, model_dir, RAG_MAX_UPLOAD_MB="1")
     done = subprocess.run([sys.executable, "-m", "rag", "index", "corpus"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
-    port = _free_port()
     log_path = data / "app.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while True:
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"app did not start: {log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
+    proc, url = start_app(env, log_path, ready="/")
     yield SimpleNamespace(url=url, data=data, env=env, log=log_path)
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_app(proc)
 
 
 @pytest.fixture(scope="module")
@@ -317,8 +282,8 @@ def test_file_routes_and_upload_limit(server):
 @pytest.mark.slow
 def test_non_loopback_bind_without_auth_refuses(server):
     env = {k: v for k, v in server.env.items() if k != "RAG_AUTH"}
-    for cmd in ([sys.executable, "app.py", "--host", "0.0.0.0", "--port", str(_free_port())],
-                [sys.executable, "-m", "rag", "serve", "--host", "0.0.0.0", "--port", str(_free_port())]):
+    for cmd in ([sys.executable, "app.py", "--host", "0.0.0.0", "--port", str(free_port())],
+                [sys.executable, "-m", "rag", "serve", "--host", "0.0.0.0", "--port", str(free_port())]):
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode != 0
         assert "without authentication" in done.stderr and "--auth" in done.stderr

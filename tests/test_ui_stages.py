@@ -15,7 +15,8 @@ import sys
 import time
 
 import pytest
-from test_ui import BOT, CHROMIUM, CHROMIUM_ARGS, ROOT, _env, _free_port
+from conftest import ROOT, app_env, start_app, stop_app
+from test_ui import BOT, CHROMIUM, CHROMIUM_ARGS
 
 from rag.settings import SMOKE_LLM
 
@@ -28,35 +29,16 @@ QUESTIONS = ["Who advises AIP?", "Quem assessora a AIP?", "Wie viel will die AIP
 
 @pytest.fixture(scope="module")
 def llm_app(tmp_path_factory, model_dir):
-    import httpx
-
     data = tmp_path_factory.mktemp("ui-llm-data")
-    env = _env(data, model_dir)
-    env.update(RAG_MODE="auto", RAG_LLM_BUNDLED=SMOKE_LLM, RAG_LLM_THREADS="1")
+    env = app_env(data, model_dir, RAG_MODE="auto", RAG_LLM_BUNDLED=SMOKE_LLM, RAG_LLM_THREADS="1")
     done = subprocess.run([sys.executable, "-m", "rag", "index", "corpus"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
-    port, log_path = _free_port(), data / "app.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    url, deadline = f"http://127.0.0.1:{port}", time.time() + 300
+    proc, url = start_app(env, data / "app.log", ready="/")
     try:
-        while True:
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"app did not start: {log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
         yield url
     finally:
-        proc.terminate()  # the app stops its llama.cpp child on exit
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_app(proc, wait=20)
 
 
 def _wait_text(page, predicate, timeout: float) -> tuple[float, str]:
