@@ -225,10 +225,6 @@ class Store:
         recs = [DocRecord(**m) for i, m in zip(got["ids"], got["metadatas"]) if not _control(i)]
         return sorted(recs, key=lambda r: r.doc_id)
 
-    def doc(self, doc_id: str) -> DocRecord | None:
-        got = self.registry.get(ids=[doc_id], include=["metadatas"])
-        return DocRecord(**got["metadatas"][0]) if got["ids"] else None
-
     def docs(self, doc_ids: list[str]) -> dict[str, DocRecord]:
         """The committed records of these documents (those that have one), in few reads."""
         out: dict[str, DocRecord] = {}
@@ -328,7 +324,7 @@ class Store:
 
     def remove(self, doc_id: str) -> bool:
         """Remove a document: registry first (so queries stop trusting it), then its chunks."""
-        known = self.doc(doc_id) is not None
+        known = doc_id in self.docs([doc_id])
         self.set_journal([*self.journal(), doc_id])
         self.registry.delete(ids=[doc_id])
         removed = self.prune(doc_id, None)
@@ -339,7 +335,7 @@ class Store:
         """Finish what a killed run left: drop chunks no committed record accounts for."""
         pending = self.journal()
         for doc_id in pending:
-            rec = self.doc(doc_id)
+            rec = self.docs([doc_id]).get(doc_id)
             self.prune(doc_id, rec.content_hash if rec else None)
         if pending:
             self.set_journal([])
@@ -349,24 +345,24 @@ class Store:
     def count(self) -> int:
         return self.chunks.count()
 
-    def iter_chunks(self, batch: int = 5000) -> Iterator[tuple[list[str], list[str], list[dict]]]:
-        """All chunks, in pages: (ids, texts, metadatas)."""
+    def _pages(self, include: list[str], batch: int) -> Iterator[dict]:
+        """Every chunk, ``batch`` at a time, as Chroma ``get`` results."""
         offset = 0
         while True:
-            got = self.chunks.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+            got = self.chunks.get(include=include, limit=batch, offset=offset)
             if not got["ids"]:
                 return
-            yield got["ids"], got["documents"], got["metadatas"]
+            yield got
             offset += len(got["ids"])
+
+    def iter_chunks(self, batch: int = 5000) -> Iterator[tuple[list[str], list[str], list[dict]]]:
+        """All chunks, in pages: (ids, texts, metadatas)."""
+        for got in self._pages(["documents", "metadatas"], batch):
+            yield got["ids"], got["documents"], got["metadatas"]
 
     def chunk_ids(self, batch: int = 20000) -> list[str]:
         """Every chunk id (no texts, no vectors), in pages."""
-        ids: list[str] = []
-        while True:
-            got = self.chunks.get(include=[], limit=batch, offset=len(ids))["ids"]
-            if not got:
-                return ids
-            ids += got
+        return [i for got in self._pages([], batch) for i in got["ids"]]
 
     def chunk_texts(self, ids: list[str]) -> dict:
         """Texts and metadata of these chunks, as one Chroma ``get`` result."""
