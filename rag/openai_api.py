@@ -14,8 +14,9 @@ char_start, char_end, language, score), ``abstained``, ``related``, ``conflicts`
 is never shown (a client cannot take streamed text back), so the content arrives once it is
 checked, with SSE comments as keep-alives meanwhile. In the LLM modes the cited quote comes first,
 at once, in a chunk with an empty delta and two extra fields, ``rag_stage: "quote"`` and
-``rag_quote`` (its content and the fields above), for clients that show it while the model works. Errors use OpenAI's shape
-``{"error": {"message", "type", "param", "code"}}`` with a fitting HTTP status.
+``rag_quote`` (its content and the fields above), for clients that show it while the model works.
+Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}`` with a fitting HTTP
+status.
 
 Auth: when the app listens beyond loopback (or keys are configured), every request needs
 ``Authorization: Bearer <key>``; keys come from ``api_keys(settings)`` (one place to point at
