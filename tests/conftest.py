@@ -79,7 +79,8 @@ def app_env(data: Path, model_dir: Path, **extra: str) -> dict[str, str]:
     extractive, on ``data`` with the session's model, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "GRADIO_"))}
     env.update(RAG_DATA_DIR=str(data), RAG_MODEL_DIR=str(model_dir), RAG_MODE="extractive",
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False", **extra)
+               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+    env.update(extra)  # may override the mode
     return env
 
 
