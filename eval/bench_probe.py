@@ -304,10 +304,11 @@ def probe_corpus_index(p: Params) -> dict:
     sample_n = min(int(p.get("sample", 3000)), n_chunks + n_sents)
     k_chunks = round(sample_n * n_chunks / max(1, n_chunks + n_sents))
     texts = []
-    for coll, k in ((store.chunks, k_chunks), (store.sentences, sample_n - k_chunks)):
+    for coll, get, k in ((store.chunks, store.chunks.get, k_chunks),
+                         (store.sentences, store.get_sentences, sample_n - k_chunks)):
         ids = coll.get(include=[])["ids"]
         picked = rng.sample(ids, min(k, len(ids)))
-        texts += coll.get(ids=picked, include=["documents"])["documents"]
+        texts += get(ids=picked, include=["documents"])["documents"]
     texts.sort(key=len, reverse=True)
     batch = settings.embed_batch_size
     t = time.perf_counter()

@@ -333,11 +333,12 @@ class Indexer:
     def _nodes(self, doc: SourceDoc) -> tuple[str, list]:
         from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 
-        doc_lang = detect_language(doc.text, self.languages).code
+        whole = detect_language(doc.text, self.languages)
+        doc_lang, text = whole.code, doc.text.strip()
         spans: list[Span] = self.chunker.split(doc.text)
         nodes = []
-        for i, span in enumerate(spans):
-            found = detect_language(span.text, self.languages)
+        for i, span in enumerate(spans):  # a chunk that is the whole document was detected already
+            found = whole if span.text == text else detect_language(span.text, self.languages)
             lang = found.code if found.confidence >= 0.6 else doc_lang
             meta = {"doc_id": doc.doc_id, "source": doc.source, "title": doc.title, "language": lang,
                     "doc_language": doc_lang, "char_start": span.char_start, "char_end": span.char_end,

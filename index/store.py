@@ -6,7 +6,10 @@
 Three collections per embedding model, so vectors of two models never mix:
 ``<prefix>-<embedder_id>`` holds the chunks (cosine space, our own embeddings, written through
 llama-index's ``ChromaVectorStore`` so its retrievers read them back), ``-sents`` holds every
-sentence with its vector (evidence selection scores sentences without embedding them per query), and
+sentence with its vector (evidence selection scores sentences without embedding them per query;
+it is read by document, never searched by vector, so its HNSW graph is built cheaply and its text
+is a metadata field rather than a Chroma document, which Chroma would also index for full-text
+search: the two halve its write time, docs/PERFORMANCE.md), and
 ``<prefix>-<embedder_id>-docs`` is the registry: one record per *committed* document (hash,
 chunk count, language) plus a ``__meta__`` record holding the journal of documents being
 written and a generation counter that side indexes use to know they are stale.
@@ -38,6 +41,18 @@ from index.lease import WriteLease
 
 META_ID = "__meta__"
 _BATCH = 2000
+# The sentence collection is only read by document id: a sparse HNSW graph is enough (a store
+# made before keeps the graph it was made with; Chroma cannot change it).
+_SENTENCE_HNSW = {"hnsw:M": 4, "hnsw:construction_ef": 16}
+_TEXT = "text"  # the sentence's text, in its metadata (stores made before hold it as the document)
+
+
+def _sentence_rows(got: dict) -> dict:
+    """A Chroma ``get`` of sentences with each text under ``documents``, wherever it was stored."""
+    if got.get("metadatas") is not None:
+        docs = got.get("documents") or [None] * len(got["ids"])
+        got["documents"] = [m.pop(_TEXT, None) or d or "" for d, m in zip(docs, got["metadatas"])]
+    return got
 
 
 @dataclass(frozen=True)
@@ -119,7 +134,7 @@ class Store:
                 embedding_function=None,
             )
             self.sentences = self.client.get_or_create_collection(
-                f"{self.name}-sents", metadata={"hnsw:space": "cosine"}, embedding_function=None
+                f"{self.name}-sents", metadata={"hnsw:space": "cosine", **_SENTENCE_HNSW}, embedding_function=None
             )
             self.registry = self.client.get_or_create_collection(
                 f"{self.name}-docs", metadata={"hnsw:space": "cosine"}, embedding_function=None
@@ -264,7 +279,16 @@ class Store:
     def add_sentences(self, ids: list[str], texts: list[str], vectors: list, metas: list[dict]) -> None:
         for i in range(0, len(ids), _BATCH):
             j = slice(i, i + _BATCH)
-            self.sentences.upsert(ids=ids[j], documents=texts[j], embeddings=vectors[j], metadatas=metas[j])
+            self.sentences.upsert(ids=ids[j], embeddings=vectors[j],
+                                  metadatas=[{**m, _TEXT: t} for m, t in zip(metas[j], texts[j])])
+
+    def get_sentences(self, **kwargs) -> dict:
+        """``sentences.get(**kwargs)`` with the texts under ``documents`` (asked for with
+        ``include=["documents", ...]``, which implies the metadatas they are kept in)."""
+        include = list(kwargs.pop("include", ["documents", "metadatas"]))
+        if "documents" in include and "metadatas" not in include:
+            include.append("metadatas")
+        return _sentence_rows(self.sentences.get(include=include, **kwargs))
 
     def existing_sentence_ids(self, ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -283,7 +307,7 @@ class Store:
         # this read 15x slower on a 41k-sentence store (287 vs 18 ms p50, docs/PERFORMANCE.md).
         where = {"doc_id": doc_ids[0]} if len(doc_ids) == 1 else {"doc_id": {"$in": doc_ids}}
         try:
-            got = self.sentences.get(where=where, include=["documents", "metadatas", "embeddings"])
+            got = self.get_sentences(where=where, include=["documents", "metadatas", "embeddings"])
             keep = self.committed_rows(got["metadatas"])
             if near:
                 spans: dict[str, list[tuple[int, int]]] = {}
@@ -303,8 +327,8 @@ class Store:
         for i in range(0, len(doc_ids), 100):
             part = doc_ids[i : i + 100]
             where = {"doc_id": part[0]} if len(part) == 1 else {"doc_id": {"$in": part}}
-            for is_sent, coll in ((False, self.chunks), (True, self.sentences)):
-                got = coll.get(where=where, include=["documents", "metadatas", "embeddings"])
+            for is_sent, get in ((False, self.chunks.get), (True, self.get_sentences)):
+                got = get(where=where, include=["documents", "metadatas", "embeddings"])
                 for text, m, vec in zip(got["documents"], got["metadatas"], got["embeddings"]):
                     out[(is_sent, m["doc_id"], int(m["char_start"]), int(m["char_end"]), text)] = list(vec)
         return out

@@ -202,7 +202,7 @@ def test_index_and_answer_each_format_with_locations(files, tmp_path, make_setti
         assert cite.location.startswith(case.location), (kind, cite.location)
         if kind in ("pptx", "scan"):
             assert cite.page == int(case.location.split()[-1])
-    sents = qa.store.sentences.get(where={"doc_id": files["pptx"].stem}, include=["documents", "metadatas"])
+    sents = qa.store.get_sentences(where={"doc_id": files["pptx"].stem}, include=["documents", "metadatas"])
     flags = {t: m["is_heading"] for t, m in zip(sents["documents"], sents["metadatas"])}
     assert flags["Funding round"] is True and flags[next(t for t in flags if "40 million" in t)] is False
 

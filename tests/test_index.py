@@ -269,6 +269,27 @@ def test_reads_skip_uncommitted_versions_and_still_fill_top_k(tmp_path):
     assert "d1-v1-0" not in top(45) and len(top(45)) == 43  # 40 of d0 + d2, d3, d4
 
 
+def test_sentence_texts_read_back_from_new_rows_and_from_stores_made_before(tmp_path):
+    """Sentence texts are written as metadata (no Chroma document: no full-text index to build);
+    rows of a store made before, with the text as the document, read back the same way."""
+    from index.store import DocRecord, Store
+
+    store = Store(tmp_path, "unit")
+    assert store.sentences.metadata["hnsw:M"] == 4  # never searched by vector: a sparse graph
+    meta = {"doc_id": "d", "doc_hash": "v1", "language": "en", "char_start": 0, "char_end": 9}
+    store.add_sentences(["s:new"], ["New text."], [[1.0, 0.0]], [meta])
+    store.sentences.upsert(ids=["s:old"], documents=["Old text."], embeddings=[[0.0, 1.0]],
+                           metadatas=[{**meta, "char_start": 10, "char_end": 19}])
+    raw = store.sentences.get(ids=["s:new"], include=["documents"])
+    assert raw["documents"] == [None]  # nothing for Chroma's full-text index
+    store.commit(DocRecord("d", "d.txt", "d", "en", "v1", 1, 19, 0.0))
+    got = store.sentences_of(["d"])
+    assert sorted(zip(got["ids"], got["documents"])) == [("s:new", "New text."), ("s:old", "Old text.")]
+    assert all("text" not in m for m in got["metadatas"])  # the text is not a metadata field to readers
+    vecs = store.stored_vectors(["d"])
+    assert vecs[(True, "d", 0, 9, "New text.")] == [1.0, 0.0] and vecs[(True, "d", 10, 19, "Old text.")] == [0.0, 1.0]
+
+
 def test_reads_retry_chromas_delete_race_and_surface_other_failures(tmp_path):
     """A Chroma read that runs while rows are deleted can fail with "Error finding id" (measured by
     tests/probe_chroma_delete_race.py: 7 of 2,234 reads; the same read a moment later succeeds). Reads retry
@@ -375,7 +396,7 @@ def test_late_sentence_vectors_come_from_the_chunk_pass(tmp_path, make_settings,
     monkeypatch.setattr(type(emb), "get_text_embedding_batch", spy)
     qa = Assistant(late)
     qa.index([tmp_path / "rain.txt"])
-    got = qa.store.sentences.get(include=["documents", "embeddings"])
+    got = qa.store.get_sentences(include=["documents", "embeddings"])
     assert qa.store.name.endswith("-late") and len(got["ids"]) == 40
     assert not set(got["documents"]) & set(encoded)  # no sentence went through the encoder on its own
     alone = np.asarray(real(emb, got["documents"][:5]))
