@@ -208,6 +208,11 @@ class Indexer:
         report.seconds = time.perf_counter() - started
         return report
 
+    def texts_of(self, doc: SourceDoc) -> list[str]:
+        """The texts indexing ``doc`` embeds (its chunks, then its sentences), without writing anything."""
+        lang, nodes = self._nodes(doc)
+        return [n.text for n in (*nodes, *self._sentences(doc, lang))]
+
     def remove(self, doc_id: str) -> bool:
         with self.store.write_lease():
             removed = self.store.remove(doc_id)

@@ -114,3 +114,12 @@ def test_publishing_a_corpus_run_keeps_the_other_sections(tmp_path):
     text = doc.read_text()
     assert "main numbers" in text and "old corpus" not in text and "| 12,000 |" in text
     assert text.endswith(f"{CORPUS_END}\nEnd.\n") and not (tmp_path / "bench.png").exists()
+
+
+def test_store_bench_times_every_sentence_layout():
+    done = subprocess.run([sys.executable, "-m", "eval.store_bench", "--rows", "600"], cwd=ROOT, env=child_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 4 and all(" s for 600 rows (" in line for line in lines), lines
+    assert "(the store's layout)" in lines[-1]
