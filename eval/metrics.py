@@ -122,7 +122,7 @@ def score_answer(item: GoldItem, answer: Any | None, error: str = "") -> dict[st
                      "question_language_match": answer.language == item.lang,
                      "conflict_surfaced": conflict, "retrieval": {},
                      "wrong_passed": bool(answer.verified and not correct) if drafted else None,
-                     "correct_rejected": bool(not answer.verified and not answer.abstained and draft_ok)
+                     "correct_rejected": bool(not answer.verified and draft_ok)
                      if drafted else None}
     why: list[str] = []
     if item.answerable and answer.abstained:

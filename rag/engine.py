@@ -7,7 +7,9 @@
 
 Guarantees are enforced here, not trusted to the LLM: abstention is decided from the evidence
 before any generation; an LLM draft must pass verification and be in the question's language,
-else the answer falls back to the extractive one and says why.
+else the answer falls back to the extractive one and says why; a verified draft backed by another
+passage than the best-ranked sentence's is not shown: the two readings disagree, so the answer
+abstains and offers the related passages.
 """
 
 from __future__ import annotations
@@ -63,6 +65,14 @@ def clean_question(question: str, limit: int) -> str:
     if not any(ch.isalnum() for ch in text):
         raise QuestionError("the question has no words or numbers in it; ask about the documents in words")
     return text
+
+
+def in_passage_of(primary: Evidence, sentence: Evidence) -> bool:
+    """Is ``sentence`` inside the passage (chunk) ``primary`` was found in? By document offsets,
+    so a sentence that overlapping chunks share counts for both."""
+    end = primary.passage_start + len(primary.passage) if primary.passage else primary.char_end
+    start = primary.passage_start if primary.passage else primary.char_start
+    return sentence.doc_id == primary.doc_id and sentence.char_start < end and sentence.char_end > start
 
 
 class CitedQueryEngine(CustomQueryEngine):
@@ -328,6 +338,13 @@ class CitedQueryEngine(CustomQueryEngine):
         got = answer_language(draft.text)
         if got not in (lang, ""):
             return Answer(fallback=f"answer came back in '{got}', not '{lang}'", **failed)
+        primary = pick_primary(lang, evidence)
+        if not any(in_passage_of(primary, e) for e in sentences if e.n in verdict.cited):
+            # Two independent readings (the ranker's best sentence, the passage the model's
+            # supported answer comes from) disagree: the documents do not answer this clearly.
+            return Answer(text=message(lang, "unsure"), mode=name, abstained=True, draft=draft.text,
+                          verification="the model's answer is backed by another passage than the one holding "
+                                       f"the best-ranked sentence [{primary.n}]: not shown as an answer", **base)
         marks = "".join(f"[{n}]" for n in verdict.cited)
         return Answer(text=f"{draft.text.strip()} {marks}", mode=name, verified=True, draft=draft.text,
                       verification=verdict.reason, citations=self._cite(sentences, verdict.cited), **base)
