@@ -68,10 +68,16 @@ def stage_label(answer: Answer) -> str:
         return "📄 **Quoted source** · the model's answer follows once it is verified…"
     if answer.verified:
         return "✓ **Verified answer** (every sentence checked against its cited sources)"
+    if answer.abstained and answer.draft:  # the model answered, but its answer was not shown
+        return f"❔ **No clear answer** · {md_reason(answer.verification)}"
     if answer.fallback:
-        reason = re.sub(r"([\\`*_\[\]#|~])", r"\\\1", html.escape(short(answer.fallback, 160), quote=False))
-        return f"📄 **Quoted source** · model answer not used: {reason}"
+        return f"📄 **Quoted source** · model answer not used: {md_reason(answer.fallback)}"
     return "📄 **Quoted source**" if answer.mode == "extractive" and answer.citations else ""
+
+
+def md_reason(text: str) -> str:
+    """A reason shown in Markdown: shortened, HTML-escaped, Markdown marks escaped."""
+    return re.sub(r"([\\`*_\[\]#|~])", r"\\\1", html.escape(short(text, 160), quote=False))
 
 
 def chat_text(answer: Answer, draft: str = "") -> str:
@@ -132,7 +138,8 @@ def panel_html(answer: Answer) -> str:
         out.append(f'<div class="rag-conflict" role="alert" data-testid="conflict">⚠ The sources disagree: '
                    f'{claims} <span class="rag-meta">(about “{esc(short(conflict.about, 100))}”)</span></div>')
     if answer.abstained:
-        out.append("<p><b>Not found in the documents.</b> Closest passages, offered as related reading "
+        head = "No clear answer" if answer.draft else "Not found"
+        out.append(f"<p><b>{head} in the documents.</b> Closest passages, offered as related reading "
                    "(not citations):</p>")
         out += [card_html(c, "related") for c in answer.related]
     elif answer.citations:

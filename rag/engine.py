@@ -7,9 +7,9 @@
 
 Guarantees are enforced here, not trusted to the LLM: abstention is decided from the evidence
 before any generation; an LLM draft must pass verification and be in the question's language,
-else the answer falls back to the extractive one and says why; a verified draft backed by another
-passage than the best-ranked sentence's is not shown: the two readings disagree, so the answer
-abstains and offers the related passages.
+else the answer falls back to the extractive one and says why; a verified draft that the passage
+holding the best-ranked sentence does not back is not shown: the two readings disagree, so the
+answer abstains and offers the related passages.
 """
 
 from __future__ import annotations
@@ -338,16 +338,29 @@ class CitedQueryEngine(CustomQueryEngine):
         got = answer_language(draft.text)
         if got not in (lang, ""):
             return Answer(fallback=f"answer came back in '{got}', not '{lang}'", **failed)
-        primary = pick_primary(lang, evidence)
-        if not any(in_passage_of(primary, e) for e in sentences if e.n in verdict.cited):
-            # Two independent readings (the ranker's best sentence, the passage the model's
-            # supported answer comes from) disagree: the documents do not answer this clearly.
+        verdict = self.agreeing(draft.text, verdict, sentences, evidence, lang, question)
+        if not verdict.ok:
             return Answer(text=message(lang, "unsure"), mode=name, abstained=True, draft=draft.text,
-                          verification="the model's answer is backed by another passage than the one holding "
-                                       f"the best-ranked sentence [{primary.n}]: not shown as an answer", **base)
+                          verification=verdict.reason, **base)
         marks = "".join(f"[{n}]" for n in verdict.cited)
         return Answer(text=f"{draft.text.strip()} {marks}", mode=name, verified=True, draft=draft.text,
                       verification=verdict.reason, citations=self._cite(sentences, verdict.cited), **base)
+
+    def agreeing(self, text: str, verdict, sentences: list[Evidence], evidence: list[Evidence], lang: str,
+                 question: str):
+        """``verdict`` when the answer is backed by the passage holding the ranker's best sentence
+        (cited there, or verified against that passage alone, whose citations it then gets); else a
+        failed verdict: the model's supported answer and the ranker read different passages, so
+        the documents do not answer this clearly."""
+        primary = pick_primary(lang, evidence)
+        if any(in_passage_of(primary, e) for e in sentences if e.n in verdict.cited):
+            return verdict
+        own = [e for e in sentences if in_passage_of(primary, e)]
+        alone = Verifier(self.embed_model).check(text, [], own, lang=lang, question=question)
+        if alone.ok:
+            return alone
+        return replace(alone, reason="the model's answer is backed by another passage than the one holding the "
+                                     f"best-ranked sentence [{primary.n}] ({alone.reason}): not shown as an answer")
 
     def _translated(self, quote: Answer, evidence: list[Evidence], lang: str, gen) -> Answer | None:
         """The quote in the reader's language by the model, checked like an answer against the one

@@ -251,7 +251,8 @@ def test_calibrate_writes_a_ranker_that_the_chain_uses_per_fold(tiny: dict[str, 
 
 def test_wrong_answers_passed_and_correct_answers_rejected() -> None:
     """A verified wrong model answer counts as passed-wrong; a correct draft that was not shown
-    (verification failed, the quote stayed) counts as rejected-correct; quotes count as neither."""
+    (verification failed and the quote stayed, or the chain abstained) counts as rejected-correct;
+    quotes count as neither."""
     from dataclasses import replace
 
     item = _item("q1", [["Nvidia"]], ["g"])
@@ -261,8 +262,10 @@ def test_wrong_answers_passed_and_correct_answers_rejected() -> None:
     rejected_right = replace(_answer("“Nvidia advises AIP.” [1]", ["g"], cited=cited), draft="Nvidia advises AIP",
                              fallback="verification failed: x")
     quote = _answer("“Nvidia advises AIP.” [1]", ["g"], cited=cited)
-    rows = [score_answer(item, a) for a in (passed_wrong, rejected_right, quote)]
-    assert [r["scores"]["wrong_passed"] for r in rows] == [True, False, None]
-    assert [r["scores"]["correct_rejected"] for r in rows] == [False, True, None]
+    withheld_right = replace(_answer("The documents do not answer this clearly.", [], cited=[]), mode="local",
+                             abstained=True, draft="Nvidia advises AIP")  # abstained: readings disagreed
+    rows = [score_answer(item, a) for a in (passed_wrong, rejected_right, quote, withheld_right)]
+    assert [r["scores"]["wrong_passed"] for r in rows] == [True, False, None, False]
+    assert [r["scores"]["correct_rejected"] for r in rows] == [False, True, None, True]
     counts = aggregate(add_retrieval(rows))["counts"]
-    assert (counts["drafted"], counts["wrong_answers_passed"], counts["correct_answers_rejected"]) == (2, 1, 1)
+    assert (counts["drafted"], counts["wrong_answers_passed"], counts["correct_answers_rejected"]) == (3, 1, 2)

@@ -319,6 +319,21 @@ def test_rendering_escapes_and_highlights():
     assert "<" not in md_safe("<script>alert(1)</script>") and "\\[1\\]" in md_safe("[1]")
 
 
+def test_a_model_answer_that_was_not_shown_is_labelled_with_its_reason():
+    from app import panel_html, stage_label
+    from rag import Answer
+
+    unsure = Answer(question="q", text="The documents do not answer this clearly", language="en", mode="local",
+                    abstained=True, draft="Intel advises AIP.",
+                    verification="the model's answer is backed by another passage than the one holding [1]")
+    assert stage_label(unsure).startswith("❔ **No clear answer** · the model's answer is backed")
+    assert "\\[1\\]" in stage_label(unsure)  # Markdown marks in the reason are escaped
+    assert "No clear answer in the documents." in panel_html(unsure)
+    not_found = Answer(question="q", text="Not found in the documents.", language="en", mode="extractive",
+                       abstained=True)
+    assert stage_label(not_found) == "" and "Not found in the documents." in panel_html(not_found)
+
+
 def test_chat_streams_tokens_then_final_answer_and_passes_history(tmp_path):
     """The chat handler with a stand-in Assistant: tokens stream escaped, the final text replaces
     them, the panel is built, and the next question gets the conversation as history."""

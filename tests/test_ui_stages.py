@@ -23,7 +23,8 @@ from rag.settings import SMOKE_LLM
 pytestmark = [pytest.mark.browser, pytest.mark.llm, pytest.mark.slow]
 
 QUOTE_MARK = "follows once it is verified"  # only the quote stage says this (app.stage_label)
-FINAL_MARKS = ("Verified answer", "model answer not used", "Not found", "Não encontrado", "No se encontró")
+FINAL_MARKS = ("Verified answer", "model answer not used", "No clear answer", "Not found", "Não encontrado",
+               "No se encontró")
 QUESTIONS = ["Who advises AIP?", "Quem assessora a AIP?", "Wie viel will die AIP mobilisieren?"]
 
 
@@ -75,7 +76,8 @@ def test_quote_at_once_then_the_model_answer(llm_app):
             t_final, final = _wait_text(page, lambda t: any(m in t for m in FINAL_MARKS) and "timings (" in t, 240)
             rows.append((question, t_first - t0, t_final - t0, final.splitlines()[0]))
             assert QUOTE_MARK in first or "Not found" in first, first  # the first text was the quote stage
-            assert "[" in final  # the final answer cites
+            if "No clear answer" not in final:  # the model's answer, not shown, is said so and cites nothing
+                assert "[" in final  # the final answer cites
         browser.close()
     for q, first, final, label in rows:
         print(f"{q!r}: first answer text after {first:.2f} s, final after {final:.2f} s ({label})")
