@@ -39,7 +39,7 @@ from rag.ranker import Ranker, path_for
 from rag.retrieve import HybridRetriever
 from rag.settings import Settings
 from rag.types import Answer, Conflict, Event, Evidence, Hit
-from rag.verify import Verifier
+from rag.verify import Verdict, Verifier
 
 FOLLOW_UP_WORDS = 12
 
@@ -346,8 +346,8 @@ class CitedQueryEngine(CustomQueryEngine):
         return Answer(text=f"{draft.text.strip()} {marks}", mode=name, verified=True, draft=draft.text,
                       verification=verdict.reason, citations=self._cite(sentences, verdict.cited), **base)
 
-    def agreeing(self, text: str, verdict, sentences: list[Evidence], evidence: list[Evidence], lang: str,
-                 question: str):
+    def agreeing(self, text: str, verdict: Verdict, sentences: list[Evidence], evidence: list[Evidence],
+                 lang: str, question: str) -> Verdict:
         """``verdict`` when the answer is backed by the passage holding the ranker's best sentence
         (cited there, or verified against that passage alone, whose citations it then gets); else a
         failed verdict: the model's supported answer and the ranker read different passages, so
