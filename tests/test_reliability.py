@@ -347,7 +347,9 @@ def test_chroma_server_killed_paused_and_back(own_chroma, make_settings, tmp_pat
     up = time.monotonic()
     assert run_cli("status", env=env).returncode == 0
     startup = time.monotonic() - up  # the same command against a live server: imports and all
-    assert cli_seconds < startup + 5.0, (cli_seconds, startup)
+    # bounded by the read deadline (80% of the 5 s chroma_timeout), not by the 30 s write deadline
+    # or forever; the slack of two more deadlines absorbs a busy machine (CI once took 5.1 s over)
+    assert cli_seconds < startup + 3 * 5.0, (cli_seconds, startup)
     assert _answers_again(qa).citations
 
 
