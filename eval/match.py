@@ -41,7 +41,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-__all__ = ["normalize", "matches", "group_matched", "answer_correct", "matched_groups"]
+__all__ = ["normalize", "matches", "group_matched", "answer_correct", "matched_groups", "token_f1", "answer_f1"]
 
 # A digit run with ``.``/``,`` between digit groups, taken as one unit and then interpreted.
 _TOKEN = re.compile(r"(?P<num>[0-9]+(?:[.,][0-9]+)*)|(?P<word>[^\W\d_]+)|(?P<other>[^\w\s])")
@@ -140,3 +140,27 @@ def matched_groups(text: str, groups: Sequence[Iterable[str]]) -> list[bool]:
 def answer_correct(text: str, groups: Sequence[Iterable[str]]) -> bool:
     """True when every alias group is matched; an empty list of groups is never correct."""
     return bool(groups) and all(matched_groups(text, groups))
+
+
+def token_f1(text: str, alias: str) -> float:
+    """SQuAD's token F1 between ``text`` and ``alias`` (bags of normalised tokens): partial credit
+    for a partial answer, and a long answer pays for its extra words.
+
+    >>> round(token_f1("extremely high pressure", "extremely high"), 2)
+    0.8
+    """
+    from collections import Counter
+
+    got, want = normalize(text).split(), normalize(alias).split()
+    common = sum((Counter(got) & Counter(want)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(got), common / len(want)
+    return 2 * precision * recall / (precision + recall)
+
+
+def answer_f1(text: str, groups: Sequence[Iterable[str]]) -> float:
+    """Mean over alias groups of the best alias's token F1 (SQuAD takes the best alias of its one
+    group); 0.0 for no groups."""
+    scores = [max((token_f1(text, alias) for alias in group), default=0.0) for group in groups]
+    return sum(scores) / len(scores) if scores else 0.0

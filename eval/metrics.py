@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from eval.gold import GoldItem
-from eval.match import answer_correct, group_matched, matched_groups
+from eval.match import answer_correct, answer_f1, group_matched, matched_groups
 
 LANGS = ("en", "pt", "es", "de")
 # Our name -> ranx metric name. The corpus is small (5 documents), so @5/@10 saturate; @1 is telling.
 RETRIEVAL = {"hit@1": "hit_rate@1", "hit@3": "hit_rate@3", "recall@5": "recall@5",
              "recall@10": "recall@10", "mrr": "mrr", "ndcg@10": "ndcg@10"}
-HEADLINE = ("answer_accuracy", "answer_accuracy_answerable", "hit@1", "recall@5", "mrr", "citation_precision",
+HEADLINE = ("answer_accuracy", "answer_accuracy_answerable", "answer_f1", "hit@1", "recall@5", "mrr", "citation_precision",
             "citation_sentence_precision", "citation_support", "abstention_f1", "false_abstention_rate",
             "language_match", "conflict_surfaced", "false_conflict_rate", "verified_share")
 STAGES = ("embed", "dense", "bm25", "fuse", "evidence", "generate", "retrieve", "total")
@@ -93,6 +93,12 @@ def score_answer(item: GoldItem, answer: Any | None, error: str = "") -> dict[st
     body = answer_body(answer.text)
     groups = matched_groups(body, item.answers) if item.answers else []
     correct = (not item.answerable) if answer.abstained else answer_correct(body, item.answers)
+    # SQuAD 2.0's F1: token overlap with the best alias (citation marks dropped); an abstention
+    # scores 1 on an unanswerable question and 0 on an answerable one.
+    if answer.abstained or not item.answerable:
+        f1 = float(answer.abstained and not item.answerable)
+    else:
+        f1 = answer_f1(_MARK.sub(" ", body), item.answers)
     cited_docs = list(dict.fromkeys(c["doc_id"] for c in cits))
     precision = support = partial = has_cit = sentence_precision = None
     if answered:
@@ -114,7 +120,7 @@ def score_answer(item: GoldItem, answer: Any | None, error: str = "") -> dict[st
     drafted = bool(draft)
     draft_ok = bool(item.answerable and draft and answer_correct(draft, item.answers))
     row["draft"] = draft
-    row["scores"] = {"correct": correct, "groups_matched": groups, "citation_precision": precision,
+    row["scores"] = {"correct": correct, "f1": round(f1, 4), "groups_matched": groups, "citation_precision": precision,
                      "citation_sentence_precision": sentence_precision, "false_conflict": false_conflict,
                      "verified": None if answer.abstained else bool(answer.verified),
                      "citation_supported": support, "citation_supported_partial": partial,
@@ -197,6 +203,9 @@ def _arrays(rows: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarra
     out: dict[str, tuple[np.ndarray, np.ndarray, int, np.ndarray | None]] = {
         "answer_accuracy": (correct, np.ones(len(rows)), len(rows), None),
         "answer_accuracy_answerable": (correct * ans, ans, int(ans.sum()), None)}
+    f1 = np.array([x.get("f1", 0.0) for x in s], float)  # rows of runs before the metric: 0
+    out["answer_f1"] = (f1, np.ones(len(rows)), len(rows), None)
+    out["answer_f1_answerable"] = (f1 * ans, ans, int(ans.sum()), None)
     for name in RETRIEVAL:
         vals = np.array([x["retrieval"].get(name, 0.0) for x in s])
         out[name] = (vals * ans, ans, int(ans.sum()), None)

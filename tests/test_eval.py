@@ -23,7 +23,7 @@ TOP_KEYS = {"schema", "meta", "overall", "by_language", "by_kind", "by_fold", "l
 META_KEYS = {"date", "command", "gold", "gold_sha256", "questions", "limit", "ids", "mode", "answer_mode",
              "workers", "seed", "resamples", "settings", "models", "corpus", "git", "versions", "systems",
              "duration_seconds"}
-OVERALL_KEYS = {"answer_accuracy", "answer_accuracy_answerable", *RETRIEVAL, "citation_precision",
+OVERALL_KEYS = {"answer_accuracy", "answer_accuracy_answerable", "answer_f1", "answer_f1_answerable", *RETRIEVAL, "citation_precision",
                 "citation_sentence_precision", "false_conflict_rate", "verified_share", "wrong_passed_share",
                 "correct_rejected_share",
                 "citation_support", "citation_support_partial", "cited_share", "abstention_precision",
@@ -126,6 +126,11 @@ def test_answer_scores_and_abstention_counts() -> None:
     assert (o["abstention_precision"]["value"], o["abstention_recall"]["value"]) == (0.5, 0.5)
     assert o["abstention_f1"]["value"] == 0.5 and o["answer_accuracy"]["value"] == 0.5
     assert o["false_abstention_rate"]["value"] == 0.5
+    # SQuAD 2.0 F1: u1 1 (abstained, unanswerable), u2 0, a1 0 (abstained, answerable), and the last
+    # answer: per group the best alias F1 (1 of 6 tokens matched, marks dropped): 2/7 each
+    assert [r["scores"]["f1"] for r in rows] == [1.0, 0.0, 0.0, round(2 / 7, 4)]
+    assert o["answer_f1"]["value"] == pytest.approx((1 + 2 / 7) / 4, abs=1e-3)
+    assert o["answer_f1_answerable"]["value"] == pytest.approx((2 / 7) / 2, abs=1e-3)
     for m in o.values():
         if m["value"] is not None:
             assert m["ci95"][0] <= m["value"] <= m["ci95"][1]

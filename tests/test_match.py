@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from eval.match import answer_correct, group_matched, matched_groups, matches, normalize
+from eval.match import answer_correct, answer_f1, group_matched, matched_groups, matches, normalize, token_f1
 
 # (text, alias, expected)
 EXAMPLES = [
@@ -192,3 +192,23 @@ def test_thirty_never_matches_inside_other_numbers(parts: list[str]) -> None:
     text = " ".join(parts)
     assert not matches(text, "30")
     assert not matches(text, "30 billion")
+
+
+def test_token_f1_gives_partial_credit_and_charges_extra_words() -> None:
+    assert token_f1("Rollo", "Rollo") == 1.0
+    assert token_f1("Rollo", "William") == 0.0
+    assert token_f1("extremely high", "high") == pytest.approx(2 / 3)  # P 1/2, R 1
+    assert token_f1("Índia, 1.580", "india 1,580") == 1.0  # the same normalisation as matching
+    assert token_f1("", "Rollo") == 0.0 and token_f1("Rollo", "") == 0.0
+    # a whole-sentence quote holding the span: matched, but well under 1
+    sentence = "The Normans were given a common identity by Rollo, who led the first settlers."
+    assert matches(sentence, "Rollo") and token_f1(sentence, "Rollo") < 0.2
+    assert answer_f1("NextEra", [["NextEra"], ["GE Vernova", "Vernova"]]) == pytest.approx(0.5)
+    assert answer_f1("anything", []) == 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_token_f1_is_symmetric_and_bounded(a: str, b: str) -> None:
+    assert 0.0 <= token_f1(a, b) <= 1.0
+    assert token_f1(a, b) == pytest.approx(token_f1(b, a))
