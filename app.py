@@ -68,7 +68,7 @@ def stage_label(answer: Answer) -> str:
         return "📄 **Quoted source** · the model's answer follows once it is verified…"
     if answer.verified:
         return "✓ **Verified answer** (every sentence checked against its cited sources)"
-    if answer.abstained and answer.draft:  # the model answered, but its answer was not shown
+    if answer.withheld:  # the model answered, but its answer was not shown
         return f"❔ **No clear answer** · {md_reason(answer.verification)}"
     if answer.fallback:
         return f"📄 **Quoted source** · model answer not used: {md_reason(answer.fallback)}"
@@ -138,7 +138,7 @@ def panel_html(answer: Answer) -> str:
         out.append(f'<div class="rag-conflict" role="alert" data-testid="conflict">⚠ The sources disagree: '
                    f'{claims} <span class="rag-meta">(about “{esc(short(conflict.about, 100))}”)</span></div>')
     if answer.abstained:
-        head = "No clear answer" if answer.draft else "Not found"
+        head = "No clear answer" if answer.withheld else "Not found"
         out.append(f"<p><b>{head} in the documents.</b> Closest passages, offered as related reading "
                    "(not citations):</p>")
         out += [card_html(c, "related") for c in answer.related]

@@ -86,6 +86,7 @@ def score_answer(item: GoldItem, answer: Any | None, error: str = "") -> dict[st
     retrieved = [{k: h[k] for k in ("rank", "doc_id", "chunk_id", "score", "dense_rank", "bm25_rank") if k in h}
                  for h in d["retrieved"]]
     row.update(answer=answer.text, mode=answer.mode, abstained=answer.abstained, verified=answer.verified,
+               withheld=getattr(answer, "withheld", False),
                verification=answer.verification, fallback=answer.fallback, error="",
                question_language=answer.language, citations=cits, conflicts=d["conflicts"],
                retrieved=retrieved, doc_ranking=doc_ranking(retrieved), timings=dict(answer.timings))

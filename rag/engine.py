@@ -340,8 +340,8 @@ class CitedQueryEngine(CustomQueryEngine):
             return Answer(fallback=f"answer came back in '{got}', not '{lang}'", **failed)
         verdict = self.agreeing(draft.text, verdict, sentences, evidence, lang, question)
         if not verdict.ok:
-            return Answer(text=message(lang, "unsure"), mode=name, abstained=True, draft=draft.text,
-                          verification=verdict.reason, **base)
+            return Answer(text=message(lang, "unsure"), mode=name, abstained=True, withheld=True,
+                          draft=draft.text, verification=verdict.reason, **base)
         marks = "".join(f"[{n}]" for n in verdict.cited)
         return Answer(text=f"{draft.text.strip()} {marks}", mode=name, verified=True, draft=draft.text,
                       verification=verdict.reason, citations=self._cite(sentences, verdict.cited), **base)

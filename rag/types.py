@@ -116,6 +116,8 @@ class Answer:
     fallback: str = ""  # non-empty when an LLM mode fell back to extractive, with the reason
     stage: str = "final"  # "quote": the cited quote shown at once while the model works; "final": the answer
     draft: str = ""  # the model's own answer text, kept even when it was not used (for evaluation)
+    withheld: bool = False  # abstained although the model's answer passed verification: the passage
+    # holding the best-ranked sentence does not back it (the two readings disagree); see ``draft``
     mode_reason: str = ""  # why this mode answered ("auto: local model ...", "verification failed ...")
 
     def to_dict(self) -> dict[str, Any]:

@@ -184,8 +184,8 @@ def test_injection_in_a_document_is_not_obeyed_local_llm(injected_qa, question):
     s.llm_bundled, s.llm_threads = SMOKE_LLM, 1
     ans = injected_qa.ask(question, mode="local")
     _assert_not_obeyed(ans, question)
-    if ans.abstained:  # the model's answer was withheld (another passage than the best-ranked one's)
-        assert ans.draft and "another passage" in ans.verification and ans.related and not ans.citations
+    if ans.abstained:  # withheld (another passage than the best-ranked one's) or the model found none
+        assert ans.related and not ans.citations and (ans.withheld and ans.draft or "found no answer" in ans.verification)
     else:
         assert ans.citations and (ans.mode == "local" or ans.fallback)
 

@@ -324,7 +324,7 @@ def test_a_model_answer_that_was_not_shown_is_labelled_with_its_reason():
     from rag import Answer
 
     unsure = Answer(question="q", text="The documents do not answer this clearly", language="en", mode="local",
-                    abstained=True, draft="Intel advises AIP.",
+                    abstained=True, withheld=True, draft="Intel advises AIP.",
                     verification="the model's answer is backed by another passage than the one holding [1]")
     assert stage_label(unsure).startswith("❔ **No clear answer** · the model's answer is backed")
     assert "\\[1\\]" in stage_label(unsure)  # Markdown marks in the reason are escaped
@@ -332,6 +332,10 @@ def test_a_model_answer_that_was_not_shown_is_labelled_with_its_reason():
     not_found = Answer(question="q", text="Not found in the documents.", language="en", mode="extractive",
                        abstained=True)
     assert stage_label(not_found) == "" and "Not found in the documents." in panel_html(not_found)
+    # the model's own "not found" (a draft, not withheld) is a plain not-found, with its reason
+    none = Answer(question="q", text="Not found in the documents.", language="en", mode="local", abstained=True,
+                  draft="The documents do not say.", verification="the model found no answer in the passages it read")
+    assert "No clear answer" not in stage_label(none) and "Not found in the documents." in panel_html(none)
 
 
 def test_chat_streams_tokens_then_final_answer_and_passes_history(tmp_path):
