@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.metrics import HEADLINE
+import numpy as np
+
+from eval.metrics import HEADLINE, RESAMPLES, SEED
 from eval.report import fmt
 from eval.run import EvalError, read_rows
 
@@ -41,11 +43,13 @@ class Comparison:
     b: str
     setup: list[tuple[str, Any, Any]] = field(default_factory=list)
     metrics: list[tuple[str, dict | None, dict | None]] = field(default_factory=list)
+    paired: list[dict[str, Any]] = field(default_factory=list)
     questions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"a": self.a, "b": self.b, "setup": [{"key": k, "a": x, "b": y} for k, x, y in self.setup],
-                "metrics": [{"metric": k, "a": x, "b": y} for k, x, y in self.metrics], "questions": self.questions}
+                "metrics": [{"metric": k, "a": x, "b": y} for k, x, y in self.metrics], "paired": self.paired,
+                "questions": self.questions}
 
     def text(self) -> str:
         lines = [f"A = {self.a}", f"B = {self.b}", ""]
@@ -61,6 +65,12 @@ class Comparison:
             mark = "" if not delta or float(delta) == 0 else ("  (CIs overlap)" if overlap else "  (CIs disjoint)")
             lines.append(f"{key:<28}{fmt(x):<22}{fmt(y):<22}{delta}{mark}")
         lines.append("")
+        if self.paired:
+            lines.append(f"paired on the {self.paired[0]['n']} questions of both runs (B - A, 95% bootstrap over questions):")
+            lines += [f"  {p['metric']:<26}{p['delta']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
+                      + ("" if p["ci95"][0] <= 0 <= p["ci95"][1] else "  (0 outside: a real difference)")
+                      for p in self.paired]
+            lines.append("")
         only = {side: [q["id"] for q in self.questions if q["status"] == f"only in {side}"] for side in "AB"}
         both = [q for q in self.questions if not q["status"].startswith("only in")]
         if only["A"] or only["B"]:
@@ -117,6 +127,34 @@ def _question_changes(ra: dict[str, Any] | None, rb: dict[str, Any] | None) -> d
     return out
 
 
+PAIRED = {"answer_accuracy": lambda r: float(r["scores"]["correct"]),
+          "answer_f1": lambda r: r["scores"].get("f1"),
+          "language_match": lambda r: float(r["scores"]["language_match"])}
+
+
+def paired(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], seed: int = SEED,
+           resamples: int = RESAMPLES) -> list[dict[str, Any]]:
+    """B - A per question on the questions both runs answered, with a percentile bootstrap
+    interval over questions: the same question in both runs, so much tighter than comparing two
+    separate intervals. A metric a run did not record (``f1`` before it existed) is left out."""
+    by_a = {r["id"]: r for r in rows_a if r["verdict"] != "error"}
+    ids = [r["id"] for r in rows_b if r["id"] in by_a and r["verdict"] != "error"]
+    by_b = {r["id"]: r for r in rows_b}
+    if not ids:
+        return []
+    idx = np.random.default_rng(seed).integers(0, len(ids), size=(resamples, len(ids)))
+    out = []
+    for name, value in PAIRED.items():
+        xa, xb = [value(by_a[i]) for i in ids], [value(by_b[i]) for i in ids]
+        if None in xa or None in xb:
+            continue
+        d = np.asarray(xb, float) - np.asarray(xa, float)
+        low, high = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
+        out.append({"metric": name, "n": len(ids), "a": round(float(np.mean(xa)), 4), "b": round(float(np.mean(xb)), 4),
+                    "delta": round(float(d.mean()), 4), "ci95": [round(float(low), 4), round(float(high), 4)]})
+    return out
+
+
 def compare(run_a: Path, run_b: Path) -> Comparison:
     """What changed from run A to run B: setup, every overall metric, every question."""
     (ma, rows_a), (mb, rows_b) = load_run(run_a), load_run(run_b)
@@ -132,6 +170,7 @@ def compare(run_a: Path, run_b: Path) -> Comparison:
                  if flat_a.get(k) != flat_b.get(k)]
     keys = list(HEADLINE) + [k for k in ma["overall"] if k not in HEADLINE]
     cmp.metrics = [(k, ma["overall"].get(k), mb["overall"].get(k)) for k in keys]
+    cmp.paired = paired(rows_a, rows_b)
     by_a, by_b = {r["id"]: r for r in rows_a}, {r["id"]: r for r in rows_b}
     cmp.questions = [_question_changes(by_a.get(i), by_b.get(i)) for i in sorted(set(by_a) | set(by_b))]
     return cmp

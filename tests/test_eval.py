@@ -230,6 +230,31 @@ def test_compare_prints_per_question_changes(tiny: dict[str, Path], capsys: pyte
     changed = {q["id"] for q in json.loads(capsys.readouterr().out)["questions"] if q["changes"]}
     rows_a = [json.loads(line) for line in (a / "results.jsonl").read_text().splitlines()]
     assert changed == {r["id"] for r in rows_a if not r["abstained"]} != set()
+    # paired differences: B - A per question, on the questions of both runs
+    acc = {r["id"]: float(r["scores"]["correct"]) for r in rows_a}
+    want = sum(float(r["scores"]["correct"]) - acc[r["id"]] for r in rows_b) / len(rows_b)
+    assert main(["compare", str(a), str(b), "--json"]) == 0
+    got = {p["metric"]: p for p in json.loads(capsys.readouterr().out)["paired"]}
+    assert set(got) == {"answer_accuracy", "answer_f1", "language_match"}
+    assert got["answer_accuracy"]["delta"] == pytest.approx(want, abs=1e-4) and got["answer_accuracy"]["n"] == len(rows_b)
+    assert all(p["ci95"][0] <= p["delta"] <= p["ci95"][1] for p in got.values())
+
+
+def test_paired_differences_skip_errors_and_metrics_a_run_did_not_record() -> None:
+    from eval.compare import paired
+
+    def row(i: str, correct: bool, f1: float | None = None, verdict: str = "") -> dict:
+        scores = {"correct": correct, "language_match": True, **({} if f1 is None else {"f1": f1})}
+        return {"id": i, "verdict": verdict or ("correct" if correct else "wrong"), "scores": scores}
+
+    a = [row("q1", False, 0.0), row("q2", True, 1.0), row("q3", True, 1.0, verdict="error"), row("q4", True, 1.0)]
+    b = [row("q1", True, 0.5), row("q2", True, 1.0), row("q3", False, 0.0), row("q5", False, 0.0)]
+    got = {p["metric"]: p for p in paired(a, b)}
+    assert got["answer_accuracy"]["n"] == 2 and got["answer_accuracy"]["delta"] == 0.5  # q1 fixed, q2 kept
+    assert got["answer_f1"]["delta"] == 0.25 and got["language_match"]["delta"] == 0.0
+    old = [row("q1", False), row("q2", True)]  # a run from before answer_f1
+    assert {p["metric"] for p in paired(old, b)} == {"answer_accuracy", "language_match"}
+    assert paired(a, [row("q9", True)]) == []
 
 
 @pytest.mark.slow
