@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
@@ -149,8 +150,6 @@ def token_f1(text: str, alias: str) -> float:
     >>> round(token_f1("extremely high pressure", "extremely high"), 2)
     0.8
     """
-    from collections import Counter
-
     got, want = normalize(text).split(), normalize(alias).split()
     common = sum((Counter(got) & Counter(want)).values())
     if not common:
