@@ -207,10 +207,13 @@ def corpus_md(sec: dict[str, Any]) -> list[str]:
     out += _table(["goal (issue 13)", "measured", "verdict"], [
         ["indexing texts/s >= 0.9 x raw encoder (same threads)",
          f"{ix['ratio_pipeline_to_raw']:.2f} x ({ix['pipeline_texts_per_s']} vs {ix['raw_texts_per_s']} texts/s on a "
-         f"{ix['raw_sample']:,}-text sample"
+         f"{ix['raw_sample']:,}-text sample in sentence-transformers' order"
          + (f", the mean of {ix['raw_before_texts_per_s']} just before the run and {ix['raw_after_texts_per_s']} just "
             f"after; the run spent {ix['encoder_share']:.1%} of its time inside the encoder"
-            if "encoder_share" in ix else "") + ")", _goal(ix["ratio_pipeline_to_raw"] >= 0.9)],
+            if "encoder_share" in ix else "") + ")"
+         + (f"; {ix['ratio_pipeline_to_raw_token_sorted']:.2f} x the raw encoder in the pipeline's own order, longest "
+            f"first by tokens ({ix['raw_token_sorted_texts_per_s']} texts/s)"
+            if "ratio_pipeline_to_raw_token_sorted" in ix else ""), _goal(ix["ratio_pipeline_to_raw"] >= 0.9)],
         ["total indexing time <= 1.2 x quickstart", f"{ratio:.2f} x ({ix['seconds']} vs {qs['seconds']} s)" if ratio else "–",
          _goal(ratio is not None and ratio <= 1.2)],
         ["first question after start < 2 s", f"{q['first_question_s']} s once the app is ready ({q['start_to_ready_s']} s "

@@ -108,6 +108,7 @@ class OnnxEmbedding(BaseEmbedding):
     dim: int = 0
     _session: Any = PrivateAttr()
     _tokenizer: Any = PrivateAttr()
+    _unpadded: Any = PrivateAttr()
 
     def __init__(self, onnx_path: Path, tokenizer_path: Path, *, threads: int = 1, **kwargs: Any) -> None:
         import onnxruntime as ort
@@ -121,6 +122,7 @@ class OnnxEmbedding(BaseEmbedding):
         tok = Tokenizer.from_file(str(tokenizer_path))
         tok.enable_truncation(self.max_length)
         pad = tok.token_to_id("<pad>") or 0
+        self._unpadded = Tokenizer.from_str(tok.to_str())  # for token counts: no padding to build and strip
         tok.enable_padding(pad_id=pad, pad_token=tok.id_to_token(pad) or "<pad>")
         self._tokenizer = tok
         self.dim = int(self._session.get_outputs()[0].shape[-1])
@@ -174,8 +176,7 @@ class OnnxEmbedding(BaseEmbedding):
 
     def token_ids(self, texts: list[str], prefix: str) -> list[list[int]]:
         """The ids the model sees (specials included, truncated, unpadded)."""
-        return [[i for i, m in zip(e.ids, e.attention_mask, strict=True) if m] for e in
-                self._tokenizer.encode_batch([prefix + t for t in texts])]
+        return [e.ids for e in self._unpadded.encode_batch([prefix + t for t in texts])]
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self.encode([query], self.query_instruction)[0].tolist()
@@ -321,6 +322,15 @@ def _token_ids(embedder: BaseEmbedding, texts: list[str], is_query: bool) -> lis
     prefix = st.prompts.get("query" if is_query else "text", "")
     enc = st.tokenizer([prefix + t for t in texts], truncation=True, max_length=st.max_seq_length)
     return enc["input_ids"]
+
+
+def token_lengths(embedder: BaseEmbedding, texts: list[str]) -> list[int]:
+    """How many tokens the model processes for each passage text; the character count for an
+    embedder whose tokenizer we cannot reach (a test double, a remote model)."""
+    try:
+        return [len(ids) for ids in _token_ids(embedder, list(texts), False)]
+    except AttributeError:
+        return [len(t) for t in texts]
 
 
 def count_tokens(embedder: BaseEmbedding, texts: list[str], is_query: bool = False) -> int:

@@ -406,3 +406,32 @@ def test_late_sentence_vectors_come_from_the_chunk_pass(tmp_path, make_settings,
     assert len(set(map(tuple, np.round(late_vecs, 4)))) == 5  # and each sentence its own vector
     answer = qa.ask(f"How many millimetres of rain did the gauge station at {_station(17)} record?")
     assert str(37 * 17 + 11) in answer.text  # scored by the ranker fitted on late vectors (ranker-late.json)
+
+
+def test_texts_reach_the_encoder_longest_first_by_tokens(tmp_path, make_settings, monkeypatch):
+    """A batch pads to its longest text, so the pipeline orders what it embeds by the encoder's
+    token count. Digits cost a token or more each and plain words fewer: sorted by characters, the
+    short run of digits below would come after the longer sentence; by tokens it comes first."""
+    from index.embedder import token_lengths
+    from rag import components
+    from rag.assistant import Assistant
+
+    digits = " ".join(f"{n:07d}" for n in range(1, 40, 6)) + "."
+    words_ = "The committee will meet again in the spring to review the annual report and its budget plans."
+    (tmp_path / "mix.txt").write_text(f"{digits}\n\n{words_}\n", encoding="utf-8")
+    settings = make_settings()
+    emb = components.get_embedder(settings)
+    short, long_ = token_lengths(emb, [words_, digits])
+    assert len(digits) < len(words_) and long_ > short  # the case that character sorting gets wrong
+    seen: list[str] = []
+    real = type(emb).get_text_embedding_batch
+
+    def spy(self, texts, **kwargs):
+        seen.extend(texts)
+        return real(self, texts, **kwargs)
+
+    monkeypatch.setattr(type(emb), "get_text_embedding_batch", spy)
+    Assistant(settings).index([tmp_path / "mix.txt"])
+    lengths = token_lengths(emb, seen)
+    assert len(seen) >= 3 and lengths == sorted(lengths, reverse=True), list(zip(lengths, seen))
+    assert seen.index(digits) < seen.index(words_)
