@@ -213,7 +213,10 @@ def corpus_md(sec: dict[str, Any]) -> list[str]:
             if "encoder_share" in ix else "") + ")"
          + (f"; {ix['ratio_pipeline_to_raw_token_sorted']:.2f} x the raw encoder in the pipeline's own order, longest "
             f"first by tokens ({ix['raw_token_sorted_texts_per_s']} texts/s)"
-            if "ratio_pipeline_to_raw_token_sorted" in ix else ""), _goal(ix["ratio_pipeline_to_raw"] >= 0.9)],
+            if "ratio_pipeline_to_raw_token_sorted" in ix else ""),
+         _goal(ix["ratio_pipeline_to_raw"] >= 0.9)
+         + (f" against sentence-transformers' order, {_goal(ix['ratio_pipeline_to_raw_token_sorted'] >= 0.9)} "
+            "against the pipeline's own order" if "ratio_pipeline_to_raw_token_sorted" in ix else "")],
         ["total indexing time <= 1.2 x quickstart", f"{ratio:.2f} x ({ix['seconds']} vs {qs['seconds']} s)" if ratio else "–",
          _goal(ratio is not None and ratio <= 1.2)],
         ["first question after start < 2 s", f"{q['first_question_s']} s once the app is ready ({q['start_to_ready_s']} s "
