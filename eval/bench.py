@@ -198,6 +198,8 @@ def run_args(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     bench.store_questions = args.store_questions or bench.store_questions
     chosen = [s for s in (args.only or DEFAULT_SECTIONS) if s not in set(args.skip)]
     command = "python -m eval bench" + (" " + shlex.join(argv) if argv else "")
+    if args.model_dir:  # the published command must run anywhere: this machine's cache is not part of it
+        command = command.replace(shlex.quote(str(args.model_dir)), "<model cache>")
     code = run(bench, chosen, command)
     if args.publish:
         publish(bench.out, args.publish)

@@ -51,6 +51,8 @@ def test_synthetic_corpus_is_reproducible_and_multilingual(tmp_path):
 def test_quick_bench_writes_every_section(tmp_path, model_dir):
     res = _bench(tmp_path, model_dir)  # one run: the llm section reuses the store the others built
     assert res["meta"]["machine"]["cores"] >= 1 and res["meta"]["command"].startswith("python -m eval bench")
+    assert "--model-dir '<model cache>'" not in res["meta"]["command"]  # published as a placeholder, unquoted
+    assert "--model-dir <model cache>" in res["meta"]["command"] and str(model_dir) not in res["meta"]["command"]
     assert not res["meta"]["failed_sections"], {k: res[k].get("error") for k in res["meta"]["failed_sections"]}
     enc = res["encode"]
     for key in ("raw_texts_per_s", "raw_tokens_per_s", "pipeline_texts_per_s", "ratio_pipeline_to_raw",
