@@ -204,6 +204,10 @@ def corpus_md(sec: dict[str, Any]) -> list[str]:
                    ["llama-index quickstart", qs["documents"], qs["chunks"], "", qs["seconds"], qs["chunk_texts_per_s"],
                     qs["chunk_texts_per_s"], "", qs["peak_rss_mb"]]])
     ratio = ix["seconds"] / qs["seconds"] if qs["seconds"] else None
+    encoder_verdict = _goal(ix["ratio_pipeline_to_raw"] >= 0.9)
+    if "ratio_pipeline_to_raw_token_sorted" in ix:  # judged in both orders: meeting one is not meeting both
+        encoder_verdict += (f" against sentence-transformers' order, "
+                            f"{_goal(ix['ratio_pipeline_to_raw_token_sorted'] >= 0.9)} against the pipeline's own order")
     out += _table(["goal (issue 13)", "measured", "verdict"], [
         ["indexing texts/s >= 0.9 x raw encoder (same threads)",
          f"{ix['ratio_pipeline_to_raw']:.2f} x ({ix['pipeline_texts_per_s']} vs {ix['raw_texts_per_s']} texts/s on a "
@@ -214,9 +218,7 @@ def corpus_md(sec: dict[str, Any]) -> list[str]:
          + (f"; {ix['ratio_pipeline_to_raw_token_sorted']:.2f} x the raw encoder in the pipeline's own order, longest "
             f"first by tokens ({ix['raw_token_sorted_texts_per_s']} texts/s)"
             if "ratio_pipeline_to_raw_token_sorted" in ix else ""),
-         _goal(ix["ratio_pipeline_to_raw"] >= 0.9)
-         + (f" against sentence-transformers' order, {_goal(ix['ratio_pipeline_to_raw_token_sorted'] >= 0.9)} "
-            "against the pipeline's own order" if "ratio_pipeline_to_raw_token_sorted" in ix else "")],
+         encoder_verdict],
         ["total indexing time <= 1.2 x quickstart", f"{ratio:.2f} x ({ix['seconds']} vs {qs['seconds']} s)" if ratio else "–",
          _goal(ratio is not None and ratio <= 1.2)],
         ["first question after start < 2 s", f"{q['first_question_s']} s once the app is ready ({q['start_to_ready_s']} s "
