@@ -194,6 +194,36 @@ def foreign_scale_words(text: str, lang: str) -> list[str]:
     return out
 
 
+# ---------------------------------------------------------------------------- foreign words
+# Word frequencies from the wordfreq package (Zipf scale: log10 of occurrences per billion words;
+# 3 = once per million). A word left untranslated is common in the source's language and all but
+# absent from the target's: "recaudar" is 3.7 in Spanish and 0 in Portuguese, where "dólares" (5.0
+# in both) and "capital" are words of both. The two limits were chosen on benchmark folds 0-2 and
+# measured on folds 3-4 (`python -m eval.foreign`, docs/EVAL.md).
+FOREIGN_MAX_ZIPF = 2.5   # at most this common in the target language ...
+SOURCE_MIN_ZIPF = 3.0    # ... and at least this common in a source language
+
+
+@lru_cache(maxsize=65536)
+def zipf(word: str, lang: str) -> float:
+    from wordfreq import zipf_frequency
+
+    return zipf_frequency(word, lang)
+
+
+def foreign_words(text: str, lang: str, sources, max_zipf: float = FOREIGN_MAX_ZIPF,
+                  min_zipf: float = SOURCE_MIN_ZIPF) -> list[str]:
+    """Lower-case words of ``text`` (written in ``lang``) that are words of one of the ``sources``
+    languages and not of ``lang``: what a translation from those sources left untranslated.
+    Capitalised words are names (or German nouns) and numbers are checked elsewhere, so neither
+    is judged here; words of 1-2 letters are too ambiguous across languages to judge."""
+    sources = [s for s in sources if s and s != lang and s in STEMMERS]
+    if lang not in STEMMERS or not sources:
+        return []
+    return [w for w in words(text) if len(w) >= 3 and w.islower() and zipf(w, lang) < max_zipf
+            and any(zipf(w, s) >= min_zipf for s in sources)]
+
+
 # ---------------------------------------------------------------------------- negation
 # Negators per language: the words that turn "X advises Y" into its opposite. stopwords-iso mixes
 # them in with every other function word, so they are listed here (Portuguese "no" = "in the" is

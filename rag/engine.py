@@ -27,7 +27,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from pydantic import ConfigDict, PrivateAttr
 
 from index.language import detect_language, detect_question_language, without_names
-from index.text import fold, names, words
+from index.text import fold, foreign_words, names, words
 from rag.abstain import AbstentionGate
 from rag.conflicts import asks_quantity, figures, find_conflicts
 from rag.context import build_context
@@ -364,16 +364,25 @@ class CitedQueryEngine(CustomQueryEngine):
 
     def _translated(self, quote: Answer, evidence: list[Evidence], lang: str, gen) -> Answer | None:
         """The quote in the reader's language by the model, checked like an answer against the one
-        sentence it translates; None when there is nothing to translate or the check fails."""
+        sentence it translates; None when there is nothing to translate or the check fails. A
+        translation that fails only by leaving source words untranslated is asked for once more,
+        naming those words."""
         primary = next((e for e in evidence if quote.citations and e.n == quote.citations[0].n), None)
         if gen is None or primary is None or primary.language == lang or not hasattr(gen, "translate"):
             return None
-        try:
-            text = gen.translate(primary.text, primary.language, lang)
-        except LLMError:
-            return None
-        verdict = Verifier(self.embed_model).check(text, [primary.n], [primary], lang=lang)
-        if not text or not verdict.ok or answer_language(text) not in (lang, ""):
+        verifier, avoid = Verifier(self.embed_model), ()
+        for _ in range(2):  # a second attempt only for words the first one left untranslated
+            try:
+                text = gen.translate(primary.text, primary.language, lang, avoid=avoid)
+            except LLMError:
+                return None
+            verdict = verifier.check(text, [primary.n], [primary], lang=lang)
+            if text and verdict.ok and answer_language(text) in (lang, ""):
+                break
+            avoid = tuple(dict.fromkeys(foreign_words(text, lang, [primary.language]))) if text else ()
+            if not avoid:
+                return None
+        else:
             return None
         head = message(lang, "translated_from", language=language_name(primary.language, lang))
         body = quote.text.split("\n\n⚠", 1)

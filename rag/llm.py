@@ -18,7 +18,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -349,15 +349,18 @@ class LLMGenerator:
                 return part
         raise LLMError(f"{self.name} LLM server at {self.base_url} returned no answer")
 
-    def translate(self, text: str, source: str, language: str) -> str:
+    def translate(self, text: str, source: str, language: str, avoid: Sequence[str] = ()) -> str:
         """The model's translation of one sentence from ``source`` into ``language`` (codes or names).
-        The caller checks it (names, numbers by value, negation) before showing it."""
+        The caller checks it (names, numbers by value, negation, words left untranslated) before
+        showing it; ``avoid``: the words a first attempt left in ``source``, named in the request."""
         from llama_index.core.llms import ChatMessage
 
         system, user = _translate_parts()
         values = {"language": language_name(language), "source": language_name(source), "text": _one_line(text)}
+        values["avoid"] = (f"These {values['source']} words must be translated too: {', '.join(avoid)}."
+                           if avoid else "")
         messages = [ChatMessage(role="system", content=system.safe_substitute(values)),
-                    ChatMessage(role="user", content=user.safe_substitute(values))]
+                    ChatMessage(role="user", content=user.safe_substitute(values).strip())]
         try:
             reply = self._llm.chat(messages, max_tokens=min(self.max_tokens, 2 * len(text) // 3 + 32))
         except Exception as exc:  # noqa: BLE001 - every client error becomes an LLMError

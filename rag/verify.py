@@ -17,7 +17,9 @@ evidence sentence and its neighbours) when, in that passage,
 Names and figures collected from different passages do not back a claim: "the manager named
 in one document is the head of the organisation in another" fails even though each name occurs
 somewhere. Number words must be words of the answer's language (a German answer may not say
-"billion"). Missing citations are added; any failing sentence fails the whole answer, and the
+"billion"), and so must its other words: a word common in a source's language and all but absent
+from the answer's ("recaudar" in a Portuguese answer from a Spanish source) was left untranslated
+(``index.text.foreign_words``). Missing citations are added; any failing sentence fails the whole answer, and the
 engine keeps the extractive answer and shows why.
 """
 
@@ -32,6 +34,7 @@ from index.text import (
     amounts,
     fold,
     foreign_scale_words,
+    foreign_words,
     is_number,
     names,
     negated,
@@ -128,12 +131,18 @@ class Verifier:
         groups: dict[str, list[int]] = {}
         for i, e in enumerate(evidence):
             groups.setdefault(e.chunk_id, []).append(i)
+        sources = sorted({e.language for e in evidence if e.language and e.language != lang})
         out: list[int] = []
         for sent in [s.text for s in split_sentences(text)] or [text]:
             foreign = foreign_scale_words(sent, lang) if lang else []
             if foreign:
                 return Verdict(False, f"answer writes the number word {foreign[0]!r}, which is not a {lang} "
                                       "number word (its value differs between languages)", [])
+            untranslated = foreign_words(sent, lang, sources) if lang else []
+            if untranslated:
+                return Verdict(False, f"answer leaves {', '.join(repr(w) for w in untranslated[:3])} untranslated: "
+                                      f"{'a word' if len(untranslated) == 1 else 'words'} of {'/'.join(sources)}, "
+                                      f"not of {lang} (word frequencies of the wordfreq package)", [])
             in_amounts = {fold(w) for _, written in amounts(sent, lang or "en") for w in words(written)}
             terms = sorted(t for t in names(sent) | _initial_name(sent, lang or "en")
                            if not is_number(t) and t not in in_amounts and t not in common_nouns)

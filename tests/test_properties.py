@@ -23,6 +23,7 @@ from eval.match import matches, normalize
 from index.chunking import Chunker, count_tokens
 from index.readers import read_file
 from index.sentences import split_sentences
+from index.text import FOREIGN_MAX_ZIPF, SOURCE_MIN_ZIPF, foreign_words
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 PROPS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -126,3 +127,18 @@ def test_numbers_in_any_languages_format_match(integer: int, cents: int, text_la
 def test_normalize_idempotent_on_any_text(text: str) -> None:
     once = normalize(text)
     assert normalize(once) == once
+
+
+
+def test_native_text_has_no_untranslated_words_and_foreign_text_does() -> None:
+    """``foreign_words`` on the benchmark corpus: a native sentence almost never has a word
+    flagged as left in another language; a sentence of that other language read as this one
+    almost always does (measured per fold by ``python -m eval.foreign``)."""
+    from eval.foreign import mean, sentences, trials
+
+    sents = sentences(Path(__file__).resolve().parents[1] / "eval" / "benchmarks" / "xquad-dev")
+    false, caught, _ = trials(sents, (0, 1, 2, 3, 4), FOREIGN_MAX_ZIPF, SOURCE_MIN_ZIPF)
+    assert len(false) > 1000 and mean(false) < 0.01 and mean(caught) > 0.95
+    assert foreign_words("Capital mundial dos dólares.", "pt", ["es"]) == []   # words of both languages
+    assert foreign_words("A empresa quer recaudar e movilizar fundos.", "pt", ["es"]) == ["recaudar", "movilizar"]
+    assert foreign_words("A empresa quer recaudar fundos.", "pt", ["pt"]) == []  # no other source language

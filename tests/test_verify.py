@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.context import build_context
-from rag.types import Evidence
+from rag.types import Answer, Evidence
 from rag.verify import Verifier
 
 pytestmark = pytest.mark.slow
@@ -69,3 +69,54 @@ def test_same_fact_in_other_words_and_languages_passes(corpus_qa, text, lang):
 def test_wrong_claims_built_from_true_pieces_fail(corpus_qa, text, lang, why):
     verdict = Verifier(corpus_qa.engine.embed_model).check(text, [], AIP, lang=lang)
     assert not verdict.ok and why in verdict.reason, verdict.reason
+
+
+# ---------------------------------------------------------------------- words left untranslated
+@pytest.mark.parametrize("text,left", [
+    ("A AIP quer recaudar até 1 trilhão de dólares em investimentos.", "recaudar"),   # Spanish verb kept
+    ("A AIP quer movilizar até 1 trilhão de dólares em inversiones.", "movilizar"),
+])
+def test_a_translation_that_keeps_source_words_fails(corpus_qa, text, left):
+    verdict = Verifier(corpus_qa.engine.embed_model).check(text, [], AIP[:1], lang="pt")
+    assert not verdict.ok and "untranslated" in verdict.reason and left in verdict.reason, verdict.reason
+
+
+def test_a_faithful_translation_with_shared_words_passes(corpus_qa):
+    # "dólares" and "investimentos"/"inversiones" differ, "dólares" is a word of both languages
+    verdict = Verifier(corpus_qa.engine.embed_model).check(
+        "A AIP quer mobilizar até 1 trilhão de dólares em investimentos.", [], AIP[:1], lang="pt")
+    assert verdict.ok, verdict.reason
+
+
+class _Translator:
+    """A model that translates with the given replies, in turn, and records what it was told to avoid."""
+
+    def __init__(self, *replies: str) -> None:
+        self.replies, self.avoided = list(replies), []
+
+    def translate(self, text: str, source: str, language: str, avoid=()) -> str:
+        self.avoided.append(tuple(avoid))
+        return self.replies.pop(0)
+
+
+def _quote() -> Answer:
+    return Answer(question="Quanto a AIP quer mobilizar?", text=f"“{AIP[0].text}” [1]", language="pt",
+                  mode="extractive", citations=[AIP[0].citation()])
+
+
+def test_a_translation_leaving_words_is_asked_again_naming_them(corpus_qa):
+    gen = _Translator("A AIP quer recaudar até 1 trilhão de dólares em investimentos.",
+                      "A AIP quer mobilizar até 1 trilhão de dólares em investimentos.")
+    out = corpus_qa.engine._translated(_quote(), AIP[:1], "pt", gen)
+    assert gen.avoided == [(), ("recaudar",)]
+    assert out is not None and "mobilizar até 1 trilhão" in out.text and "recaudar" not in out.text
+
+
+@pytest.mark.parametrize("replies,asked", [
+    (("A AIP quer recaudar até 1 trilhão de dólares.", "A AIP quer recaudar até 1 trilhão de dólares."), 2),
+    (("A AIP quer mobilizar até 1 bilhão de dólares.",), 1),  # 10^9 for 10^12: no second try, it is no wording slip
+])
+def test_a_translation_that_still_fails_keeps_the_quote(corpus_qa, replies, asked):
+    gen = _Translator(*replies)
+    assert corpus_qa.engine._translated(_quote(), AIP[:1], "pt", gen) is None
+    assert len(gen.avoided) == asked
