@@ -27,7 +27,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from pydantic import ConfigDict, PrivateAttr
 
 from index.language import detect_language, detect_question_language, without_names
-from index.text import fold, foreign_words, names, words
+from index.text import fold, names, words
 from rag.abstain import AbstentionGate
 from rag.conflicts import asks_quantity, figures, find_conflicts
 from rag.context import build_context
@@ -332,19 +332,28 @@ class CitedQueryEngine(CustomQueryEngine):
             return Answer(text=message(lang, "not_found"), mode=name, abstained=True, draft=draft.text,
                           verification="the model found no answer in the passages it read", **base)
         failed = dict(text="", mode=name, draft=draft.text, **base)
-        verdict = Verifier(self.embed_model).check(draft.text, draft.cited, sentences, lang=lang, question=question)
+        text, note = draft.text, ""
+        verdict = Verifier(self.embed_model).check(text, draft.cited, sentences, lang=lang, question=question)
+        if not verdict.ok and verdict.foreign:  # a wording slip, not a wrong claim: the model words it once more
+            by_n = {e.n: e for e in sentences}
+            source = next((by_n[n].language for n in draft.cited if n in by_n and by_n[n].language != lang),
+                          next((e.language for e in sentences if e.language != lang), lang))
+            again = self._worded(gen, text, source, lang, draft.cited, sentences, question, verdict.foreign, tries=1)
+            if again:
+                note = f" (the draft left {', '.join(map(repr, verdict.foreign[:3]))} in {source}; worded in {lang} once more)"
+                text, verdict = again
         if not verdict.ok:
             return Answer(fallback=f"verification failed: {verdict.reason}", **failed)
-        got = answer_language(draft.text)
+        got = answer_language(text)
         if got not in (lang, ""):
             return Answer(fallback=f"answer came back in '{got}', not '{lang}'", **failed)
-        verdict = self.agreeing(draft.text, verdict, sentences, evidence, lang, question)
+        verdict = self.agreeing(text, verdict, sentences, evidence, lang, question)
         if not verdict.ok:
             return Answer(text=message(lang, "unsure"), mode=name, abstained=True, withheld=True,
-                          draft=draft.text, verification=verdict.reason, **base)
+                          draft=draft.text, verification=verdict.reason + note, **base)
         marks = "".join(f"[{n}]" for n in verdict.cited)
-        return Answer(text=f"{draft.text.strip()} {marks}", mode=name, verified=True, draft=draft.text,
-                      verification=verdict.reason, citations=self._cite(sentences, verdict.cited), **base)
+        return Answer(text=f"{text.strip()} {marks}", mode=name, verified=True, draft=draft.text,
+                      verification=verdict.reason + note, citations=self._cite(sentences, verdict.cited), **base)
 
     def agreeing(self, text: str, verdict: Verdict, sentences: list[Evidence], evidence: list[Evidence],
                  lang: str, question: str) -> Verdict:
@@ -368,28 +377,41 @@ class CitedQueryEngine(CustomQueryEngine):
         translation that fails only by leaving source words untranslated is asked for once more,
         naming those words."""
         primary = next((e for e in evidence if quote.citations and e.n == quote.citations[0].n), None)
-        if gen is None or primary is None or primary.language == lang or not hasattr(gen, "translate"):
+        if gen is None or primary is None or primary.language == lang:
             return None
-        verifier, avoid = Verifier(self.embed_model), ()
-        for _ in range(2):  # a second attempt only for words the first one left untranslated
-            try:
-                text = gen.translate(primary.text, primary.language, lang, avoid=avoid)
-            except LLMError:
-                return None
-            verdict = verifier.check(text, [primary.n], [primary], lang=lang)
-            if text and verdict.ok and answer_language(text) in (lang, ""):
-                break
-            avoid = tuple(dict.fromkeys(foreign_words(text, lang, [primary.language]))) if text else ()
-            if not avoid:
-                return None
-        else:
+        done = self._worded(gen, primary.text, primary.language, lang, [primary.n], [primary])
+        if done is None:
             return None
+        text = done[0]
         head = message(lang, "translated_from", language=language_name(primary.language, lang))
         body = quote.text.split("\n\n⚠", 1)
         notice = f"\n\n⚠{body[1]}" if len(body) > 1 else ""
         return replace(quote, text=f"{head} “{text}” [{primary.n}]{notice}",
                        verification=f"quote translated from {primary.language} by the model "
                                     "(names, numbers and negation checked against the original)")
+
+    def _worded(self, gen, text: str, source: str, lang: str, cited: list[int], sentences: list[Evidence],
+                question: str = "", avoid: tuple[str, ...] = (), tries: int = 2) -> tuple[str, Verdict] | None:
+        """``text`` translated into ``lang`` by the model and verified against ``sentences`` like an
+        answer (names, numbers by value, negation, words of another language); (translation,
+        verdict), or None when it fails or the model has no ``translate``. An attempt that fails
+        only by keeping words of another language is followed by one naming them (``avoid``: those
+        of an earlier attempt), up to ``tries`` attempts."""
+        if not hasattr(gen, "translate"):
+            return None
+        verifier = Verifier(self.embed_model)
+        for _ in range(tries):
+            try:
+                out = gen.translate(text, source, lang, avoid=avoid)
+            except LLMError:
+                return None
+            verdict = verifier.check(out, cited, sentences, lang=lang, question=question)
+            if out and verdict.ok and answer_language(out) in (lang, ""):
+                return out, verdict
+            avoid = verdict.foreign if out else ()
+            if not avoid:
+                return None
+        return None
 
     @staticmethod
     def _cite(evidence: list[Evidence], numbers: list[int]):

@@ -53,6 +53,7 @@ class Verdict:
     ok: bool
     reason: str
     cited: list[int]
+    foreign: tuple[str, ...] = ()  # words of another language that failed the answer, and nothing else yet
 
 
 def values(text: str, lang: str, *, answer: bool = False) -> set[float]:
@@ -137,12 +138,13 @@ class Verifier:
             foreign = foreign_scale_words(sent, lang) if lang else []
             if foreign:
                 return Verdict(False, f"answer writes the number word {foreign[0]!r}, which is not a {lang} "
-                                      "number word (its value differs between languages)", [])
+                                      "number word (its value differs between languages)", [], tuple(foreign))
             untranslated = foreign_words(sent, lang, sources) if lang else []
             if untranslated:
                 return Verdict(False, f"answer leaves {', '.join(repr(w) for w in untranslated[:3])} untranslated: "
                                       f"{'a word' if len(untranslated) == 1 else 'words'} of {'/'.join(sources)}, "
-                                      f"not of {lang} (word frequencies of the wordfreq package)", [])
+                                      f"not of {lang} (word frequencies of the wordfreq package)", [],
+                               tuple(dict.fromkeys(untranslated)))
             in_amounts = {fold(w) for _, written in amounts(sent, lang or "en") for w in words(written)}
             terms = sorted(t for t in names(sent) | _initial_name(sent, lang or "en")
                            if not is_number(t) and t not in in_amounts and t not in common_nouns)

@@ -96,7 +96,7 @@ class _Translator:
 
     def translate(self, text: str, source: str, language: str, avoid=()) -> str:
         self.avoided.append(tuple(avoid))
-        return self.replies.pop(0)
+        return self.replies.pop(0) if self.replies else ""  # nothing left: an empty reply, which fails
 
 
 def _quote() -> Answer:
@@ -120,3 +120,50 @@ def test_a_translation_that_still_fails_keeps_the_quote(corpus_qa, replies, aske
     gen = _Translator(*replies)
     assert corpus_qa.engine._translated(_quote(), AIP[:1], "pt", gen) is None
     assert len(gen.avoided) == asked
+
+
+class _Drafter(_Translator):
+    """A model whose answer is ``answer`` citing the context sentence with "billón", and whose
+    translations are ``replies``."""
+
+    name = "local"
+
+    def __init__(self, answer: str, *replies: str) -> None:
+        super().__init__(*replies)
+        self.answer = answer
+
+    def stream(self, question, language, context, history=None):
+        from rag.llm import Draft
+
+        cited = next(s.n for s in context.sentences if "billón" in s.text)
+        yield Draft(text=self.answer, cited=[cited], raw="{}", prompt_tokens=0, completion_tokens=0,
+                    seconds=0.0, ttft=0.0)
+
+
+def _ask_with(corpus_qa, gen):
+    return corpus_qa.ask("Quanto a AIP quer mobilizar em investimentos?", mode="local",
+                         llm_factory=lambda settings, mode: gen)
+
+
+def test_an_answer_leaving_source_words_is_worded_again_then_verified(corpus_qa):
+    gen = _Drafter("A AIP quer movilizar até 1 trilhão de dólares em inversiones.",
+                   "A AIP quer mobilizar até 1 trilhão de dólares em investimentos.")
+    ans = _ask_with(corpus_qa, gen)
+    assert gen.avoided == [("movilizar", "inversiones")]
+    assert ans.verified and ans.text.startswith("A AIP quer mobilizar até 1 trilhão"), ans.verification
+    assert "worded in pt once more" in ans.verification and "movilizar" in ans.draft  # the draft stays as written
+
+
+@pytest.mark.parametrize("draft,reworded", [
+    # worded again, still Spanish: the quote stays, with the reason
+    ("A AIP quer movilizar até 1 trilhão de dólares em inversiones.", True),
+    # a wrong number is no wording slip: the model is not asked to word it again
+    ("A AIP quer mobilizar até 1 bilhão de dólares em investimentos.", False),
+])
+def test_an_answer_that_still_fails_keeps_the_quote(corpus_qa, draft, reworded):
+    gen = _Drafter(draft, "A AIP quer movilizar até 1 trilhão de dólares." if reworded else "")
+    ans = _ask_with(corpus_qa, gen)
+    assert not ans.verified and ans.fallback.startswith("verification failed"), ans.verification
+    # then the quote (a Spanish sentence) is translated for the Portuguese reader: a first attempt avoids nothing
+    assert gen.avoided[0] == (("movilizar", "inversiones") if reworded else ())
+    assert gen.avoided[int(reworded)] == ()
