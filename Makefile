@@ -11,11 +11,14 @@ SMOKE_PARTS := requirements-smoke-model.txt
 # OCR of scanned PDF pages (Tesseract with the four answer languages, poppler to render pages) and
 # the font the tests render their scanned pages with.
 OCR_PKGS := tesseract-ocr tesseract-ocr-eng tesseract-ocr-por tesseract-ocr-spa tesseract-ocr-deu poppler-utils fonts-dejavu-core
+# Bilingual dictionaries (FreeDict, GPL) between the four answer languages: question words are
+# matched in sentences of another language through them (index/lexicon.py).
+DICT_PKGS := $(foreach a,eng spa deu por,$(foreach b,eng spa deu por,$(if $(filter $(a),$(b)),,dict-freedict-$(a)-$(b))))
 export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: run test test-fast install install-test llm-model smoke-model browser ocr ocr-bench index lint bench bench-corpus eval \
+.PHONY: run test test-fast install install-test llm-model smoke-model browser ocr dicts ocr-bench index lint bench bench-corpus eval \
 	calibrate clean
 
 $(BIN)/python:
@@ -49,16 +52,24 @@ ocr:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "OCR of scanned PDFs needs:$$missing (sudo apt-get install -y$$missing)"; fi; fi
 
+# Optional too (without them, words are matched within one language): installs when root, else
+# says what to install.
+dicts:
+	@missing=""; for p in $(DICT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "cross-language word matching needs:$$missing (sudo apt-get install -y$$missing)"; fi; fi
+
 ocr-bench: install ocr
 	$(BIN)/python -m eval.ocr_bench
 
-index: install
+index: install dicts
 	$(BIN)/rag index corpus
 
-run: install llm-model ocr index
+run: install llm-model ocr dicts index
 	$(BIN)/python app.py
 
-test: install smoke-model browser ocr
+test: install smoke-model browser ocr dicts
 	$(BIN)/python -m pytest -q
 
 test-fast: install
@@ -68,11 +79,11 @@ lint: install
 	$(BIN)/ruff check .
 
 # The public benchmark (eval/benchmarks/xquad-dev), indexed into .rag/bench/xquad-dev, with baselines.
-eval: install
+eval: install dicts
 	$(BIN)/python -m eval run --bench xquad-dev --mode extractive --baselines
 
 # Refit the evidence ranker and abstention model on the benchmark's folds (rag/models/ranker.json).
-calibrate: install
+calibrate: install dicts
 	$(BIN)/python -m eval calibrate --bench xquad-dev --write rag/models/ranker.json
 	$(BIN)/python -m eval calibrate --bench xquad-dev --set sentence_vectors=late --write rag/models/ranker-late.json
 

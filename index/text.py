@@ -101,10 +101,14 @@ def stems_related(a: str, b: str, min_len: int = 5) -> bool:
     return len(short) >= min_len and long_.startswith(short) and not short[0].isdigit()
 
 
+@lru_cache(maxsize=200_000)
+def _is_stopword(token: str, lang: str) -> bool:
+    return fold(token) in stopwords(lang)
+
+
 def content_words(text: str, lang: str) -> list[str]:
     """Tokens that carry content: numbers, and words of 2+ letters that are not stopwords of ``lang``."""
-    stop = stopwords(lang)
-    return [t for t in words(text) if is_number(t) or (len(t) > 1 and fold(t) not in stop)]
+    return [t for t in words(text) if is_number(t) or (len(t) > 1 and not _is_stopword(t, lang))]
 
 
 def terms(text: str, lang: str) -> set[str]:
