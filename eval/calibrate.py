@@ -72,7 +72,7 @@ def collect(qa: Any, items: Sequence[GoldItem], progress: bool = True) -> list[S
         q = clean_question(item.question, s.max_question_chars)
         lang = detect_question_language(q)
         got = engine.retriever.retrieve(q, query_lang=lang, top_k=s.top_k)
-        selector = EvidenceSelector.of(engine.store, None, k=s.evidence_k, query_language=lang)
+        selector = EvidenceSelector.of(engine.store, None, k=s.evidence_k, query_language=lang, lexicon=engine.lexicon)
         cands = selector.candidates(hit_nodes(got.hits), QueryBundle(query_str=q, embedding=got.query_embedding))
         y = np.array([item.answerable and answer_correct(c.text, item.answers) for c in cands], dtype=float)
         out.append(Sample(item, fold_of(item), got.hits, cands, feature_matrix(cands), y))

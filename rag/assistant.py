@@ -58,7 +58,7 @@ class Assistant:
         with self._lock:
             if self._engine is None:
                 self._engine = CitedQueryEngine.build(self.settings, self.store, self.indexer.embed_model,
-                                                      self._current_lexical)
+                                                      self._current_lexical, components.get_lexicon(self.settings))
             return self._engine
 
     def _current_lexical(self) -> LexicalIndex:
@@ -72,7 +72,7 @@ class Assistant:
             return self._lexical
 
     def warm_up(self, background: bool = True) -> threading.Thread | None:
-        """Load the embedder and side indexes, and start the local LLM server (and send it one
+        """Load the embedder, side indexes and dictionaries, and start the local LLM server (and send it one
         1-token request) when ``auto`` or ``local`` will use it, so the first question does not pay
         for it. ``llm_state`` says where this is ("warming up", "ready") for the UI."""
 
@@ -83,6 +83,7 @@ class Assistant:
             try:
                 self.engine.embed_model.get_query_embedding("warm up")
                 self._current_lexical()
+                self.engine.lexicon.prepare()  # the dictionaries' tables, built once per model_dir
                 self.engine.ask("warm up", mode="extractive")  # the whole chain once: the first quote is instant
                 mode = self.settings.mode
                 if mode == "auto":
@@ -134,6 +135,7 @@ class Assistant:
               remove_missing: bool = True) -> IndexReport:
         report = self.indexer.index_paths([Path(p) for p in paths], progress, remove_missing=remove_missing)
         self._lexical = None
+        components.get_lexicon(self.settings).prepare()  # built once per model_dir: no question waits for it
         return report
 
     def add_files(self, paths: Iterable[str | Path], progress=None) -> IndexReport:
@@ -165,6 +167,7 @@ class Assistant:
             "store": self.store.where,
             "store_bytes": self.store.size_bytes(),
             "generation": self.store.generation(),
+            "dictionaries": ["-".join(p) for p in components.get_lexicon(self.settings).pairs()],
             "docs": [{"doc_id": d.doc_id, "language": d.language, "chunks": d.chunks, "source": d.source,
                       "title": d.title} for d in docs],
         }

@@ -113,6 +113,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"embedding:  {st['embedding_model']} ({st['embedding_backend']})")
     print(f"documents:  {st['documents']}  chunks: {st['chunks']}")
     print("chunks per language: " + ", ".join(f"{k}={v}" for k, v in st["chunks_per_language"].items()))
+    print("dictionaries: " + (", ".join(st["dictionaries"]) or
+                              "none (questions match words of their own language only; install with `make dicts`)"))
     for d in st["docs"]:
         print(f"  {d['doc_id']:<28} {d['language']:<3} {d['chunks']:>4} chunks  {d['source']}")
     return 0

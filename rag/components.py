@@ -1,4 +1,4 @@
-"""Builds the parts named by one ``Settings``: embedder, store, indexer. Cached per process.
+"""Builds the parts named by one ``Settings``: embedder, store, indexer, lexicon. Cached per process.
 
     >>> s = Settings.load()
     >>> indexer = get_indexer(s); store = get_store(s)
@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from index.chunking import Chunker
+from index.lexicon import Lexicon
 from index.pipeline import Indexer
 from index.readers import ReadOptions
 from index.store import Store
@@ -64,6 +65,19 @@ def embedder_id(s: Settings) -> str:
     from index.embedder import embedder_id as _id
 
     return _id(s.embed_model, s.embed_backend) + ("-late" if s.sentence_vectors == "late" else "")
+
+
+@lru_cache(maxsize=4)
+def _lexicon(directory: str, cache_dir: str) -> Lexicon:
+    return Lexicon(Path(directory) if directory else None, Path(cache_dir))
+
+
+def get_lexicon(s: Settings) -> Lexicon:
+    """The bilingual dictionaries; their tables are cached beside the converted models (shared by
+    every data directory that shares ``model_dir``)."""
+    with _lock:
+        directory = str(s.dictionary_dir) if str(s.dictionary_dir) not in ("", ".") else ""
+        return _lexicon(directory, str((s.model_root / "lexicon").resolve()))
 
 
 def get_store(s: Settings) -> Store:

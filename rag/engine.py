@@ -1,7 +1,7 @@
 """The answering chain as a llama-index query engine: retrieve -> evidence -> abstain -> generate
 -> verify -> cite.
 
-    >>> engine = CitedQueryEngine.build(settings, store, embed_model, lexical_loader)
+    >>> engine = CitedQueryEngine.build(settings, store, embed_model, lexical_loader, lexicon)
     >>> for event in engine.stream("Quem assessora a AIP?"): ...   # retrieved/evidence/token/answer
     >>> engine.query("Who advises AIP?").metadata["answer"].citations
 
@@ -83,12 +83,13 @@ class CitedQueryEngine(CustomQueryEngine):
     retriever: Any
     store: Any
     embed_model: Any
+    lexicon: Any = None  # index.lexicon.Lexicon: question words found across languages
     _reranker: Any = PrivateAttr(default=None)
 
     @classmethod
-    def build(cls, settings: Settings, store, embed_model, lexical) -> CitedQueryEngine:
+    def build(cls, settings: Settings, store, embed_model, lexical, lexicon=None) -> CitedQueryEngine:
         retriever = HybridRetriever(store, embed_model, lexical, settings.dense_k, settings.bm25_k, settings.retrieval)
-        return cls(settings=settings, retriever=retriever, store=store, embed_model=embed_model)
+        return cls(settings=settings, retriever=retriever, store=store, embed_model=embed_model, lexicon=lexicon)
 
     def custom_query(self, query_str: str) -> Response:
         answer = self.ask(query_str)
@@ -267,7 +268,8 @@ class CitedQueryEngine(CustomQueryEngine):
 
     def _evidence(self, query: str, hits: list[Hit], embedding: list[float], lang: str):
         """Evidence sentences (and their vectors), and the hits re-ranked by their best sentence."""
-        selector = EvidenceSelector.of(self.store, self.ranker(), k=self.settings.evidence_k, query_language=lang)
+        selector = EvidenceSelector.of(self.store, self.ranker(), k=self.settings.evidence_k, query_language=lang,
+                                       lexicon=self.lexicon)
         scored = selector.score_all(hit_nodes(hits), QueryBundle(query_str=query, embedding=embedding))
         evidence, vectors = to_evidence(selector.diverse(scored))
         return evidence, vectors, rerank_hits(hits, scored)

@@ -12,7 +12,9 @@ small linear model (``rag/ranker.py``, a conditional logit fitted on benchmark f
 * what the sentence says: its cosine to the question, relative to the best candidate;
 * its context: the best cosine of its neighbours, and the question words found in the sentence
   or before it in its passage (what a reader knows on reaching it: "It opened in 1921." answers
-  "When did the museum open?" once "The museum ..." came before);
+  "When did the museum open?" once "The museum ..." came before); in a sentence of another
+  language, a question word also counts as found through its dictionary translations
+  (``index.lexicon``);
 * what retrieval knew: the dense cosine and the dense / BM25 ranks of its chunk;
 * its length.
 
@@ -35,6 +37,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from pydantic import PrivateAttr
 
+from index.lexicon import Lexicon
 from index.store import Store
 from index.text import content_words, fold, stem, stems_related, token_key
 from rag.ranker import Ranker
@@ -95,12 +98,18 @@ def _question_terms(question: str, lang: str) -> dict[str, tuple[str, ...]]:
     return {token_key(t, lang): (token_key(t, lang), fold(t)) for t in content_words(question, lang)}
 
 
-def _found(qterms: dict[str, tuple[str, ...]], raw: dict[str, str], keys: set[str], lang: str) -> set[str]:
-    """The question's terms a sentence holds: same key, or related stems (``stems_related``)."""
+def _found(qterms: dict[str, tuple[str, ...]], raw: dict[str, str], keys: set[str], lang: str,
+           lexicon: Lexicon | None = None, query_language: str = "") -> set[str]:
+    """The question's terms a sentence in ``lang`` holds: same key, related stems
+    (``stems_related``), or, for a sentence in another language than the question's, a stem the
+    bilingual dictionaries give as the term's translation (``index.lexicon``)."""
     out = set()
+    cross = lexicon is not None and query_language and query_language != lang
     for q, alts in qterms.items():
         forms = {*alts, stem(raw[q], lang)}
         if forms & keys or any(stems_related(f, k) for f in forms for k in keys):
+            out.add(q)
+        elif cross and lexicon.translations(q, query_language, lang) & keys:
             out.add(q)
     return out
 
@@ -113,12 +122,13 @@ class EvidenceSelector(BaseNodePostprocessor):
     query_language: str = "en"
     _store: Store = PrivateAttr()
     _ranker: Ranker = PrivateAttr()
+    _lexicon: Lexicon | None = PrivateAttr(default=None)
 
     @classmethod
     def of(cls, store: Store, ranker: Ranker, k: int = 4, per_doc: int = 2,
-           query_language: str = "en") -> EvidenceSelector:
+           query_language: str = "en", lexicon: Lexicon | None = None) -> EvidenceSelector:
         sel = cls(k=k, per_doc=per_doc, query_language=query_language)
-        sel._store, sel._ranker = store, ranker
+        sel._store, sel._ranker, sel._lexicon = store, ranker, lexicon
         return sel
 
     @classmethod
@@ -152,8 +162,9 @@ class EvidenceSelector(BaseNodePostprocessor):
         raw = {token_key(t, lang): t for t in content_words(query_bundle.query_str, lang)}
         order = sorted(range(len(got["ids"])), key=lambda i: (got["metadatas"][i]["doc_id"],
                                                               int(got["metadatas"][i]["char_start"])))
-        found = [_found(qterms, raw, _matcher(got["documents"][i], got["metadatas"][i].get("language", lang)),
-                        got["metadatas"][i].get("language", lang)) for i in range(len(got["ids"]))]
+        langs = [got["metadatas"][i].get("language", lang) for i in range(len(got["ids"]))]
+        found = [_found(qterms, raw, _matcher(got["documents"][i], langs[i]), langs[i], self._lexicon, lang)
+                 for i in range(len(got["ids"]))]
         out: list[Candidate] = []
         seen: set[tuple[str, int]] = set()
         for pos, i in enumerate(order):

@@ -80,6 +80,10 @@ class Settings:
     bm25_k: int = 20
     rrf_k: int = 60
     evidence_k: int = 4
+    # Bilingual FreeDict dictionaries (Debian's dict-freedict-*, `make dicts`): a question word
+    # counts as found in a sentence of another language through its translations (index/lexicon.py).
+    # Empty, or none installed: words are matched within one language only.
+    dictionary_dir: Path = Path("/usr/share/dictd")
     # Evidence ranking and abstention: the logistic models fitted by `python -m eval calibrate`
     # (empty = the shipped rag/models/ranker.json, or ranker-late.json with sentence_vectors=late).
     # abstain_threshold < 0 = the file's threshold.
