@@ -44,21 +44,23 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "install Debian's chromium (sudo apt-get install -y chromium) for the browser tests"; exit 1; fi; }
 
-# Optional for the app (without it, scanned pages are reported, not read): installs when root,
-# else says what to install.
-ocr:
-	@missing=""; for p in $(OCR_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Debian packages $(1) that are not installed (a removed package whose configuration stays is not
+# installed): installed when root, else the apt-get line to run, saying they are for $(2).
+define apt_install
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "OCR of scanned PDFs needs:$$missing (sudo apt-get install -y$$missing)"; fi; fi
+	  else echo "$(2) needs:$$missing (sudo apt-get install -y$$missing)"; fi; fi
+endef
 
-# Optional too (without them, words are matched within one language): installs when root, else
-# says what to install.
+# Optional for the app (without it, scanned pages are reported, not read).
+ocr:
+	$(call apt_install,$(OCR_PKGS),OCR of scanned PDFs)
+
+# Optional too (without them, words are matched within one language).
 dicts:
-	@missing=""; for p in $(DICT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "cross-language word matching needs:$$missing (sudo apt-get install -y$$missing)"; fi; fi
+	$(call apt_install,$(DICT_PKGS),cross-language word matching)
 
 ocr-bench: install ocr
 	$(BIN)/python -m eval.ocr_bench
