@@ -10,6 +10,7 @@ answer on this machine) and that the quote comes first.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -23,8 +24,10 @@ from rag.settings import SMOKE_LLM
 pytestmark = [pytest.mark.browser, pytest.mark.llm, pytest.mark.slow]
 
 QUOTE_MARK = "follows once it is verified"  # only the quote stage says this (app.stage_label)
-FINAL_MARKS = ("Verified answer", "model answer not used", "No clear answer", "Not found", "Não encontrado",
-               "No se encontró")
+# An abstention is decided before any generation and shown at once, in the reader's language.
+NOT_FOUND = tuple(m["not_found"] for m in json.loads((ROOT / "rag" / "prompts" / "messages.json").read_text(
+    encoding="utf-8")).values())
+FINAL_MARKS = ("Verified answer", "model answer not used", "No clear answer", *NOT_FOUND)
 QUESTIONS = ["Who advises AIP?", "Quem assessora a AIP?", "Wie viel will die AIP mobilisieren?"]
 
 
@@ -75,8 +78,10 @@ def test_quote_at_once_then_the_model_answer(llm_app):
             t_first, first = _wait_text(page, lambda t: "“" in t or any(m in t for m in FINAL_MARKS), 30)
             t_final, final = _wait_text(page, lambda t: any(m in t for m in FINAL_MARKS) and "timings (" in t, 240)
             rows.append((question, t_first - t0, t_final - t0, final.splitlines()[0]))
-            assert QUOTE_MARK in first or "Not found" in first, first  # the first text was the quote stage
-            if "No clear answer" not in final:  # the model's answer, not shown, is said so and cites nothing
+            # the first text was the quote stage, or an abstention (final at once)
+            assert QUOTE_MARK in first or any(m in first for m in NOT_FOUND), first
+            # the model's answer, not shown, is said so and cites nothing; so does an abstention
+            if "No clear answer" not in final and not any(m in final for m in NOT_FOUND):
                 assert "[" in final  # the final answer cites
         browser.close()
     for q, first, final, label in rows:
