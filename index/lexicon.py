@@ -15,8 +15,8 @@ The dictionaries are FreeDict's (freedict.org, GPL), as Debian packages them for
 ``.dict.dz`` in ``/usr/share/dictd``). Nothing here is fitted to any corpus: every entry of every
 installed dictionary between two of ``LANGUAGES`` is read the same way.
 
-* An entry counts when its headword is one content word (``index.text.content_words``); its
-  first ``MAX_SENSES`` translations that are one content word each give the stems.
+* An entry counts when its headword is one content word (``index.text.content_words``); of its
+  first ``MAX_SENSES`` senses, those that are one content word give the stems.
 * Both directions are read (eng-deu and deu-eng) and merged, so a pair works when either
   dictionary is installed.
 * Building a pair reads every entry (the English-German pair, ~1 million, takes ~20 s), so each
