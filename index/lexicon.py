@@ -42,12 +42,11 @@ from index.text import content_words, stem
 log = logging.getLogger(__name__)
 
 # ISO 639-1 -> the ISO 639-3 codes in FreeDict's file names
-CODES = {"en": "eng", "es": "spa", "de": "deu", "pt": "por", "fr": "fra", "it": "ita", "nl": "nld"}
-LANGUAGES = ("en", "es", "de", "pt")
+CODES = {"en": "eng", "es": "spa", "de": "deu", "pt": "por"}
+LANGUAGES = tuple(CODES)
 MAX_SENSES = 4  # translations read per entry (the first senses are the common ones)
 MAX_PER_STEM = 12  # stems kept per headword stem and direction
 FORMAT = 1  # bump when the table's construction changes: old caches are rebuilt
-DEBIAN_PACKAGES = tuple(f"dict-freedict-{CODES[a]}-{CODES[b]}" for a in LANGUAGES for b in LANGUAGES if a != b)
 
 _B64 = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
 # lines of an entry that are not translations

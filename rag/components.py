@@ -69,15 +69,14 @@ def embedder_id(s: Settings) -> str:
 
 @lru_cache(maxsize=4)
 def _lexicon(directory: str, cache_dir: str) -> Lexicon:
-    return Lexicon(Path(directory) if directory else None, Path(cache_dir))
+    return Lexicon(directory, Path(cache_dir))  # "" or "." = no dictionaries
 
 
 def get_lexicon(s: Settings) -> Lexicon:
     """The bilingual dictionaries; their tables are cached beside the converted models (shared by
     every data directory that shares ``model_dir``)."""
     with _lock:
-        directory = str(s.dictionary_dir) if str(s.dictionary_dir) not in ("", ".") else ""
-        return _lexicon(directory, str((s.model_root / "lexicon").resolve()))
+        return _lexicon(str(s.dictionary_dir), str((s.model_root / "lexicon").resolve()))
 
 
 def get_store(s: Settings) -> Store:
