@@ -5,23 +5,29 @@
 
 One pass asks every question with the gate open and keeps, per question, the retrieved chunks
 and every candidate sentence with its features (``rag.evidence.FEATURES``) and whether it holds
-the gold answer. Then, for each fold k (the gold file's ``fold`` field; questions without one are
+the gold answer. A second pass asks every question again of each other language's documents
+alone (retrieval filtered to that language: an English question over a Portuguese-only corpus,
+answerable only when a gold source is in that language). That "foreign corpus" scenario is what
+an analyst with reports in other languages meets, and it holds the unanswerable questions whose
+evidence is in another language that a multilingual gold set barely has. Then, for each fold k (the gold file's ``fold`` field; questions without one are
 split into 5 folds by id), both models are fitted on the other folds and scored on fold k; the
 file keeps those per-fold weights (so ``eval run`` on this gold set evaluates every question with
 weights that never saw it) and the weights fitted on every fold (what answers use).
 
 * sentence model: a conditional logit over each answerable question's candidates;
-* answer model: logistic regression on ``rag.abstain.FEATURES``, target = the question is
-  answerable; its threshold is the one with the best abstention F1 whose false abstentions stay
+* answer model: logistic regression on ``rag.abstain.FEATURES`` over both scenarios, target =
+  the question is answerable (over that corpus); its threshold is the one with the best abstention F1 whose false abstentions stay
   within ``max_false_abstention`` (5%) of the answerable training questions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,12 +51,14 @@ L2 = 1.0
 class Sample:
     """One question's candidates and labels, collected once."""
 
-    item: GoldItem
+    item: GoldItem  # answerable = over this sample's corpus
     fold: int
     hits: list
     cands: list
     x: np.ndarray  # candidates x FEATURES
     y: np.ndarray  # candidate holds the gold answer
+    language: str = ""  # the question's, as detected
+    corpus: str = ""  # "" = the whole corpus, else the one language retrieval was restricted to
 
 
 def fold_of(item: GoldItem, folds: int = 5) -> int:
@@ -59,7 +67,8 @@ def fold_of(item: GoldItem, folds: int = 5) -> int:
 
 
 def collect(qa: Any, items: Sequence[GoldItem], progress: bool = True) -> list[Sample]:
-    """Retrieve and build candidates for every item (no ranking, no gate)."""
+    """Retrieve and build candidates for every item (no ranking, no gate): over the whole corpus,
+    then over each other language's documents alone (see the module docstring)."""
     from llama_index.core.schema import QueryBundle
     from tqdm import tqdm
 
@@ -67,15 +76,20 @@ def collect(qa: Any, items: Sequence[GoldItem], progress: bool = True) -> list[S
     from rag.engine import clean_question
 
     engine, s = qa.engine, qa.settings
+    doc_language = {d.doc_id: d.language for d in qa.documents()}
+    languages = sorted(set(doc_language.values()) - {""})
     out = []
     for item in tqdm(items, desc="features", unit="q", file=sys.stderr, disable=not progress):
         q = clean_question(item.question, s.max_question_chars)
         lang = detect_question_language(q)
-        got = engine.retriever.retrieve(q, query_lang=lang, top_k=s.top_k)
         selector = EvidenceSelector.of(engine.store, None, k=s.evidence_k, query_language=lang, lexicon=engine.lexicon)
-        cands = selector.candidates(hit_nodes(got.hits), QueryBundle(query_str=q, embedding=got.query_embedding))
-        y = np.array([item.answerable and answer_correct(c.text, item.answers) for c in cands], dtype=float)
-        out.append(Sample(item, fold_of(item), got.hits, cands, feature_matrix(cands), y))
+        for corpus in ["", *(x for x in languages if x != lang and len(languages) > 1)]:
+            got = engine.retriever.retrieve(q, query_lang=lang, top_k=s.top_k, languages=[corpus] if corpus else None)
+            answerable = item.answerable and (not corpus or any(doc_language.get(d) == corpus for d in item.sources))
+            cands = selector.candidates(hit_nodes(got.hits), QueryBundle(query_str=q, embedding=got.query_embedding))
+            y = np.array([answerable and answer_correct(c.text, item.answers) for c in cands], dtype=float)
+            out.append(Sample(dataclasses.replace(item, answerable=answerable), fold_of(item), got.hits, cands,
+                              feature_matrix(cands), y, lang, corpus))
     return out
 
 
@@ -89,7 +103,7 @@ def answer_rows(samples: Sequence[Sample], model: Logistic, k: int) -> tuple[np.
     feats, ans, right = [], [], []
     for s in samples:
         ev = _evidence(s, model, k)
-        f = question_features(s.item.question, ev, s.hits) if ev else dict.fromkeys(ANSWER_FEATURES, 0.0)
+        f = question_features(s.item.question, ev, s.hits, s.language) if ev else dict.fromkeys(ANSWER_FEATURES, 0.0)
         feats.append([f[n] for n in ANSWER_FEATURES])
         ans.append(s.item.answerable)
         right.append(bool(ev) and s.item.answerable and answer_correct(ev[0].text, s.item.answers))
@@ -111,10 +125,15 @@ def choose_threshold(p: np.ndarray, answerable: np.ndarray, max_fa: float = MAX_
 
 
 def fit(samples: Sequence[Sample], k: int, l2: float = L2, label: str = "") -> Ranker:
-    train = [s for s in samples if s.item.answerable and len(s.x)]
+    """Sentence model on the whole-corpus samples, answer model and threshold on all of them (a
+    question weighs as much in the other-language scenario as over the whole corpus, however many
+    other languages it was asked of)."""
+    train = [s for s in samples if s.item.answerable and len(s.x) and not s.corpus]
     sentence = Logistic.fit_choice(FEATURES, [(s.x, s.y) for s in train], l2=l2)
     ax, ans, _ = answer_rows(samples, sentence, k)
-    answer = Logistic.fit(ANSWER_FEATURES, ax, ans.astype(float), l2=l2)
+    asked = Counter(s.item.id for s in samples if s.corpus)
+    weights = np.array([1.0 / asked[s.item.id] if s.corpus else 1.0 for s in samples])
+    answer = Logistic.fit(ANSWER_FEATURES, ax, ans.astype(float), l2=l2, weights=weights)
     return Ranker(sentence, answer, choose_threshold(answer.prob(ax), ans), label)
 
 
@@ -122,7 +141,8 @@ def score(samples: Sequence[Sample], ranker: Ranker, k: int) -> list[dict[str, A
     """Per question: abstained?, top sentence correct?, for a ranker that never saw these questions."""
     ax, ans, right = answer_rows(samples, ranker.sentence, k)
     p = ranker.answer.prob(ax) if len(ax) else np.zeros(0)
-    return [{"id": s.item.id, "fold": s.fold, "kind": s.item.kind, "lang": s.item.lang, "answerable": bool(a),
+    return [{"id": s.item.id, "fold": s.fold, "kind": s.item.kind, "lang": s.item.lang, "corpus": s.corpus,
+             "answerable": bool(a),
              "abstained": bool(pi < ranker.threshold), "top_correct": bool(r), "p_answerable": round(float(pi), 4)}
             for s, a, r, pi in zip(samples, ans, right, p)]
 
@@ -157,10 +177,13 @@ def calibrate(qa: Any, items: Sequence[GoldItem], gold: Path, command: str, prog
     gold_sha = hashlib.sha256(Path(gold).read_bytes()).hexdigest()
     samples = collect(qa, items, progress)
     models, rows = cross_fit(samples, qa.settings.evidence_k, gold_sha)
+    whole = [r for r in rows if not r["corpus"]]
     by = {}
     for key in ("kind", "lang", "fold"):
-        by[key] = {str(v): summary([r for r in rows if r[key] == v]) for v in sorted({r[key] for r in rows})}
-    report = {"out_of_fold": summary(rows), **{f"by_{k}": v for k, v in by.items()}}
+        by[key] = {str(v): summary([r for r in whole if r[key] == v]) for v in sorted({r[key] for r in whole})}
+    foreign = [r for r in rows if r["corpus"]]
+    report = {"out_of_fold": summary(whole), **{f"by_{k}": v for k, v in by.items()},
+              "foreign_corpus": summary(foreign) if foreign else None}
     shown = Path(gold).resolve()
     root = Path(__file__).resolve().parents[1]
     shown = shown.relative_to(root) if shown.is_relative_to(root) else shown
@@ -175,6 +198,8 @@ def render(data: dict) -> str:
            f"out of fold: {json.dumps(rep['out_of_fold'])}"]
     for key in ("by_kind", "by_lang", "by_fold"):
         out += [f"  {key[3:]} {k}: {json.dumps(v)}" for k, v in rep[key].items()]
+    if rep.get("foreign_corpus"):
+        out.append(f"questions over each other language's documents alone: {json.dumps(rep['foreign_corpus'])}")
     a = data["all"]
     out.append("sentence model (standardised coefficients): " + ", ".join(
         f"{n} {c:+.2f}" for n, c in zip(a["sentence"]["features"], a["sentence"]["coef"])))

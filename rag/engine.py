@@ -213,7 +213,7 @@ class CitedQueryEngine(CustomQueryEngine):
             now = np.asarray(self.embed_model.get_query_embedding(question))
             q_vec = list((now + np.asarray(got.query_embedding)) / 2)
         evidence, vectors, got.hits = self._evidence(question, got.hits, q_vec, lang)
-        return evidence, vectors, self.gate().decide(question, evidence, got.hits)
+        return evidence, vectors, self.gate().decide(question, evidence, got.hits, lang)
 
     def _standalone(self, gen, question: str, history, lang: str, filters: dict):
         """With a model: the follow-up rewritten into a standalone question, and its evidence

@@ -265,6 +265,15 @@ def test_calibrate_writes_a_ranker_that_the_chain_uses_per_fold(tiny: dict[str, 
                  f"model_dir={tiny['model_dir']}", "--no-progress", "--json", "--write", str(ranker)]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["out_of_fold"]["questions"] == len(TINY_IDS)
+    # every question asked again of each other language's documents alone (the corpus has four)
+    from index.language import detect_question_language
+    from rag import Assistant, Settings
+
+    qa = Assistant(Settings.load(data_dir=tiny["data"], model_dir=tiny["model_dir"], mode="extractive"))
+    langs = {d.language for d in qa.documents()}
+    asked = [detect_question_language(i.question) for i in load_gold(tiny["gold"])]
+    assert len(langs) > 1 and rep["foreign_corpus"]["questions"] == sum(len(langs - {q}) for q in asked)
+    assert rep["foreign_corpus"]["false_abstention_rate"] is not None  # some are answerable there
     data = json.loads(ranker.read_text())
     from eval.calibrate import fold_of
     from rag.ranker import Ranker
