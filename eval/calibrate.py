@@ -7,17 +7,20 @@ One pass asks every question with the gate open and keeps, per question, the ret
 and every candidate sentence with its features (``rag.evidence.FEATURES``) and whether it holds
 the gold answer. A second pass asks every question again of each other language's documents
 alone (retrieval filtered to that language: an English question over a Portuguese-only corpus,
-answerable only when a gold source is in that language). That "foreign corpus" scenario is what
-an analyst with reports in other languages meets, and it holds the unanswerable questions whose
-evidence is in another language that a multilingual gold set barely has. Then, for each fold k (the gold file's ``fold`` field; questions without one are
-split into 5 folds by id), both models are fitted on the other folds and scored on fold k; the
-file keeps those per-fold weights (so ``eval run`` on this gold set evaluates every question with
-weights that never saw it) and the weights fitted on every fold (what answers use).
+answerable only when a gold source is in that language). That scenario is what an analyst with
+reports in other languages meets, and it holds the unanswerable questions with evidence in
+another language that a multilingual gold set barely has.
 
-* sentence model: a conditional logit over each answerable question's candidates;
+Then, for each fold k (the gold file's ``fold`` field; questions without one are split into 5
+folds by id), both models are fitted on the other folds and scored on fold k; the file keeps
+those per-fold weights (so ``eval run`` on this gold set evaluates every question with weights
+that never saw it) and the weights fitted on every fold (what answers use).
+
+* sentence model: a conditional logit over each answerable question's candidates (whole corpus);
 * answer model: logistic regression on ``rag.abstain.FEATURES`` over both scenarios, target =
-  the question is answerable (over that corpus); its threshold is the one with the best abstention F1 whose false abstentions stay
-  within ``max_false_abstention`` (5%) of the answerable training questions.
+  the question is answerable over that corpus; its threshold is the one with the best abstention
+  F1 whose false abstentions stay within ``max_false_abstention`` (5%) of the answerable
+  training questions.
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ def collect(qa: Any, items: Sequence[GoldItem], progress: bool = True) -> list[S
         q = clean_question(item.question, s.max_question_chars)
         lang = detect_question_language(q)
         selector = EvidenceSelector.of(engine.store, None, k=s.evidence_k, query_language=lang, lexicon=engine.lexicon)
-        for corpus in ["", *(x for x in languages if x != lang and len(languages) > 1)]:
+        others = [x for x in languages if x != lang] if len(languages) > 1 else []
+        for corpus in ["", *others]:
             got = engine.retriever.retrieve(q, query_lang=lang, top_k=s.top_k, languages=[corpus] if corpus else None)
             answerable = item.answerable and (not corpus or any(doc_language.get(d) == corpus for d in item.sources))
             cands = selector.candidates(hit_nodes(got.hits), QueryBundle(query_str=q, embedding=got.query_embedding))

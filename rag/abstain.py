@@ -4,8 +4,8 @@
     >>> gate.decide("Where is the museum?", evidence, hits, "en").abstain
     True
 
-Signals that do not depend on the question's language being the documents' language, combined
-by the ``answer`` logistic model of ``rag/ranker.py`` (fitted on benchmark folds):
+Signals that work whether or not the documents are in the question's language, combined by the
+``answer`` logistic model of ``rag/ranker.py`` (fitted on benchmark folds):
 
 * ``z1``, ``z_gap``, ``share1``: the best sentence's ranker score, its lead over the runner-up
   and its share of the softmax over all candidates (a clear winner vs. several lukewarm ones);
