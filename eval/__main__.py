@@ -48,7 +48,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gold", type=Path, default=DEFAULT_GOLD, help=f"gold JSONL file (default {DEFAULT_GOLD})")
     p.add_argument("--bench", help="a shipped benchmark (eval/benchmarks/NAME, e.g. xquad-dev): its gold file, "
                                    "its corpus indexed into <data_dir>/bench/NAME")
-    p.add_argument("--data-dir", help="index location (default: settings' data_dir)")
+    p.add_argument("--data-dir", help="index location (default: settings' data_dir); with --bench, the data "
+                                      "directory whose bench/NAME holds the benchmark's own store")
     p.add_argument("--chroma-url", help="a `chroma run` server instead of the embedded store")
     p.add_argument("--config", help="TOML config file (default ./rag.toml or $RAG_CONFIG)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",

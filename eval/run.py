@@ -84,15 +84,23 @@ def resolve_mode(mode: str, settings: Settings) -> str:
 
 def apply_bench(opts: RunOptions) -> RunOptions:
     """``--bench NAME``: its gold file, its corpus indexed first, and a data directory of its own
-    (``<data_dir>/bench/NAME``, sharing the converted models of ``data_dir``)."""
+    (``<data_dir>/bench/NAME``, sharing the converted models of ``data_dir``). ``--data-dir`` names
+    the user's data directory, never the store to fill: the benchmark's documents never go into
+    the store the user's own documents are in. A ``--data-dir`` that already is a benchmark store
+    (``.../bench/NAME``) is used as it is."""
     if not opts.bench or opts.data_dir and opts.gold == BENCH_DIR / opts.bench / "gold.jsonl":
         return opts  # none asked, or applied already
     from eval.gold import benchmark
 
     b = benchmark(opts.bench)
-    base = Settings.load(opts.config, **{k: v for k, v in opts.overrides.items() if k in ("data_dir", "model_dir")})
-    data_dir = opts.data_dir or str(base.data_dir / "bench" / b.name)
-    overrides = {"model_dir": str(base.model_root), **opts.overrides}
+    given = {k: v for k, v in opts.overrides.items() if k in ("data_dir", "model_dir")}
+    if opts.data_dir:
+        given["data_dir"] = opts.data_dir
+    if opts.data_dir and Path(opts.data_dir).parts[-2:] == ("bench", b.name):
+        given["data_dir"] = str(Path(opts.data_dir).parents[1])
+    base = Settings.load(opts.config, **given)
+    data_dir = str(base.data_dir / "bench" / b.name)
+    overrides = {**{k: v for k, v in opts.overrides.items() if k != "data_dir"}, "model_dir": str(base.model_root)}
     return dataclasses.replace(opts, gold=b.gold, index=opts.index or [str(b.corpus)], data_dir=data_dir,
                                overrides=overrides)
 

@@ -308,3 +308,27 @@ def test_wrong_answers_passed_and_correct_answers_rejected() -> None:
     assert [r["scores"]["correct_rejected"] for r in rows] == [False, True, None, True]
     counts = aggregate(add_retrieval(rows))["counts"]
     assert (counts["drafted"], counts["wrong_answers_passed"], counts["correct_answers_rejected"]) == (3, 1, 2)
+
+
+@pytest.mark.parametrize("how", ["--data-dir", "--set data_dir", "--data-dir of a bench store"])
+def test_bench_never_indexes_into_the_users_own_store(tmp_path: Path, how: str) -> None:
+    """``--bench`` with the user's data directory puts the benchmark in ``<data_dir>/bench/NAME``
+    (the user's store stays as it was) and reads the converted models from the user's directory,
+    however the directory is given; applying it twice changes nothing."""
+    from eval.run import RunOptions, apply_bench, load_settings
+
+    user = tmp_path / "mine"
+    store = user / "bench" / "xquad-dev"
+    if how == "--data-dir":
+        opts = RunOptions(gold=DEFAULT_GOLD, bench="xquad-dev", data_dir=str(user))
+    elif how == "--set data_dir":
+        opts = RunOptions(gold=DEFAULT_GOLD, bench="xquad-dev", overrides={"data_dir": str(user)})
+    else:
+        opts = RunOptions(gold=DEFAULT_GOLD, bench="xquad-dev", data_dir=str(store))
+    applied = apply_bench(opts)
+    settings = load_settings(applied)
+    assert Path(settings.data_dir) == store
+    assert Path(settings.model_root) == user
+    assert applied.gold == ROOT / "eval" / "benchmarks" / "xquad-dev" / "gold.jsonl"
+    assert applied.index == [str(ROOT / "eval" / "benchmarks" / "xquad-dev" / "corpus")]
+    assert apply_bench(applied) == applied
