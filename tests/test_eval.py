@@ -311,11 +311,14 @@ def test_wrong_answers_passed_and_correct_answers_rejected() -> None:
 
 
 @pytest.mark.parametrize("how", ["--data-dir", "--set data_dir", "--data-dir of a bench store"])
-def test_bench_never_indexes_into_the_users_own_store(tmp_path: Path, how: str) -> None:
+def test_bench_never_indexes_into_the_users_own_store(tmp_path: Path, how: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """``--bench`` with the user's data directory puts the benchmark in ``<data_dir>/bench/NAME``
     (the user's store stays as it was) and reads the converted models from the user's directory,
     however the directory is given; applying it twice changes nothing."""
     from eval.run import RunOptions, apply_bench, load_settings
+
+    monkeypatch.delenv("RAG_MODEL_DIR", raising=False)  # set by the session's model fixture
 
     user = tmp_path / "mine"
     store = user / "bench" / "xquad-dev"
