@@ -96,8 +96,8 @@ def apply_bench(opts: RunOptions) -> RunOptions:
     given = {k: v for k, v in opts.overrides.items() if k in ("data_dir", "model_dir")}
     if opts.data_dir:
         given["data_dir"] = opts.data_dir
-    if opts.data_dir and Path(opts.data_dir).parts[-2:] == ("bench", b.name):
-        given["data_dir"] = str(Path(opts.data_dir).parents[1])
+    if "data_dir" in given and Path(given["data_dir"]).parts[-2:] == ("bench", b.name):
+        given["data_dir"] = str(Path(given["data_dir"]).parents[1])
     base = Settings.load(opts.config, **given)
     data_dir = str(base.data_dir / "bench" / b.name)
     overrides = {**{k: v for k, v in opts.overrides.items() if k != "data_dir"}, "model_dir": str(base.model_root)}
