@@ -86,8 +86,8 @@ def apply_bench(opts: RunOptions) -> RunOptions:
     """``--bench NAME``: its gold file, its corpus indexed first, and a data directory of its own
     (``<data_dir>/bench/NAME``, sharing the converted models of ``data_dir``). ``--data-dir`` names
     the user's data directory, never the store to fill: the benchmark's documents never go into
-    the store the user's own documents are in. A ``--data-dir`` that already is a benchmark store
-    (``.../bench/NAME``) is used as it is."""
+    the store the user's own documents are in. A data directory (``--data-dir`` or ``--set
+    data_dir``) that already is a benchmark store (``.../bench/NAME``) is used as it is."""
     if not opts.bench or opts.data_dir and opts.gold == BENCH_DIR / opts.bench / "gold.jsonl":
         return opts  # none asked, or applied already
     from eval.gold import benchmark
