@@ -86,7 +86,7 @@ eval: install dicts
 
 # Refit the evidence ranker and abstention model on the benchmark's folds (rag/models/ranker.json).
 calibrate: install dicts
-	$(BIN)/python -m eval calibrate --bench xquad-dev --write rag/models/ranker.json
+	$(BIN)/python -m eval calibrate --bench xquad-dev --tune-questions --write rag/models/ranker.json
 	$(BIN)/python -m eval calibrate --bench xquad-dev --set sentence_vectors=late --write rag/models/ranker-late.json
 
 bench: install llm-model smoke-model

@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s)
     s.add_argument("--write", type=Path, help="write the ranker file here (then set ranker_path to it; "
                                               "rag/models/ranker.json is the shipped one)")
+    s.add_argument("--tune-questions", action="store_true",
+                   help="also fit a question tuning (eval/qtune.py) on these questions, per fold, into "
+                        "<--write>.questions.npz (minutes on 2 cores; needs --write)")
+    s.add_argument("--question-tuning", metavar="PATH|none",
+                   help="the question tuning whose vectors choose evidence (default: the ranker file in "
+                        "force's; none = the bundled model's own question vectors)")
     s.add_argument("--json", action="store_true")
 
     from eval.bench import add_parser
@@ -121,6 +127,35 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _question_tuning(args: argparse.Namespace, settings) -> Path | None:
+    """The question tuning file calibration uses (see ``--tune-questions``, ``--question-tuning``)."""
+    from eval.run import EvalError
+    from index.embedder import BUNDLED_ID
+    from rag.ranker import Ranker, path_for
+
+    bundled = settings.embed_model == BUNDLED_ID and settings.sentence_vectors == "separate"
+    if args.tune_questions:
+        if not args.write:
+            raise EvalError("--tune-questions writes the tuning next to the ranker file: give --write too")
+        if not bundled:
+            raise EvalError("--tune-questions tunes the bundled model's questions against its separate "
+                            f"sentence vectors; this configuration has {settings.embed_model} with "
+                            f"sentence_vectors={settings.sentence_vectors}")
+        return args.write.resolve().with_suffix(".questions.npz")
+    if args.question_tuning:
+        if args.question_tuning.lower() == "none":
+            return None
+        path = Path(args.question_tuning)
+        if not path.is_file():
+            raise EvalError(f"--question-tuning {path}: no such file (give a .npz written by --tune-questions, "
+                            "or none)")
+        return path.resolve()
+    if not bundled:
+        return None
+    tuning = Ranker.load(path_for(settings.ranker_path, settings.sentence_vectors)).question_tuning
+    return Path(tuning) if tuning else None
+
+
 def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
     from eval.calibrate import calibrate, render
     from eval.gold import load_gold
@@ -131,11 +166,17 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
                                   bench=args.bench))
     load_gold(opts.gold)
     settings = load_settings(opts)
+    tuning = _question_tuning(args, settings)  # before indexing: a wrong option fails at once
     qa = prepare(settings, opts.index)
     ids = [i.strip() for i in args.ids.split(",") if i.strip()] if args.ids else None
     items = select(load_gold(opts.gold, {d.doc_id for d in qa.documents()}), args.limit, ids, _folds(args.folds))
-    data = calibrate(qa, items, opts.gold, "python -m eval " + shlex.join(argv), progress=not args.no_progress)
+    data = calibrate(qa, items, opts.gold, "python -m eval " + shlex.join(argv), progress=not args.no_progress,
+                     tuning=tuning, tune=args.tune_questions)
     if args.write:
+        if "question_tuning" in data:  # relative to the ranker file when beside it, so both move together
+            where = Path(data["question_tuning"]["path"])
+            if where.parent == args.write.resolve().parent:
+                data["question_tuning"]["path"] = where.name
         args.write.parent.mkdir(parents=True, exist_ok=True)
         args.write.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {args.write}", file=sys.stderr)

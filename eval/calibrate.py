@@ -31,7 +31,7 @@ import json
 import sys
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,9 +69,13 @@ def fold_of(item: GoldItem, folds: int = 5) -> int:
     return item.fold if item.fold is not None else zlib.crc32(item.id.encode()) % folds
 
 
-def collect(qa: Any, items: Sequence[GoldItem], progress: bool = True) -> list[Sample]:
+def collect(qa: Any, items: Sequence[GoldItem], progress: bool = True,
+            question_vector: Callable[[GoldItem, str], list[float]] | None = None,
+            scenarios: bool = True) -> list[Sample]:
     """Retrieve and build candidates for every item (no ranking, no gate): over the whole corpus,
-    then over each other language's documents alone (see the module docstring)."""
+    then (``scenarios``) over each other language's documents alone (see the module docstring).
+    ``question_vector(item, cleaned question)`` gives the vector that chooses evidence (a tuned
+    encoder's); by default it is the retrieval's own."""
     from llama_index.core.schema import QueryBundle
     from tqdm import tqdm
 
@@ -86,11 +90,13 @@ def collect(qa: Any, items: Sequence[GoldItem], progress: bool = True) -> list[S
         q = clean_question(item.question, s.max_question_chars)
         lang = detect_question_language(q)
         selector = EvidenceSelector.of(engine.store, None, k=s.evidence_k, query_language=lang, lexicon=engine.lexicon)
-        others = [x for x in languages if x != lang] if len(languages) > 1 else []
+        others = [x for x in languages if x != lang] if len(languages) > 1 and scenarios else []
+        vector = question_vector(item, q) if question_vector else None
         for corpus in ["", *others]:
             got = engine.retriever.retrieve(q, query_lang=lang, top_k=s.top_k, languages=[corpus] if corpus else None)
             answerable = item.answerable and (not corpus or any(doc_language.get(d) == corpus for d in item.sources))
-            cands = selector.candidates(hit_nodes(got.hits), QueryBundle(query_str=q, embedding=got.query_embedding))
+            bundle = QueryBundle(query_str=q, embedding=vector if vector is not None else got.query_embedding)
+            cands = selector.candidates(hit_nodes(got.hits), bundle)
             y = np.array([answerable and answer_correct(c.text, item.answers) for c in cands], dtype=float)
             out.append(Sample(dataclasses.replace(item, answerable=answerable), fold_of(item), got.hits, cands,
                               feature_matrix(cands), y, lang, corpus))
@@ -176,10 +182,58 @@ def cross_fit(samples: Sequence[Sample], k: int, gold_sha: str, l2: float = L2) 
     return {"all": full.to_dict(), "folds": per_fold}, rows
 
 
-def calibrate(qa: Any, items: Sequence[GoldItem], gold: Path, command: str, progress: bool = True) -> dict:
-    """Collect, cross-fit, and return the ranker file's content (with an out-of-fold report)."""
+def tune_questions(qa: Any, items: Sequence[GoldItem], gold_sha: str, out: Path, command: str,
+                   progress: bool = True) -> None:
+    """Fit a question tuning (``eval/qtune.py``) per fold and on all folds, and write it to ``out``."""
+    from eval import qtune
+    from index.e5convert import ensure_model
+    from index.qtuning import write
+    from rag.engine import clean_question
+
+    s = qa.settings
+    samples = [x for x in collect(qa, items, progress, scenarios=False) if x.item.answerable and x.y.any()]
+    groups = [(clean_question(x.item.question, s.max_question_chars), np.array([c.vector for c in x.cands]), x.y > 0)
+              for x in samples]
+    folds = [x.fold for x in samples]
+    model_dir = ensure_model(Path(s.model_root))
+    sets = {}
+    for f in [*sorted(set(folds)), "all"]:
+        train = [g for g, k in zip(groups, folds) if k != f]
+        print(f"question tuning: fitting set {f} on {len(train)} questions", file=sys.stderr)
+        sets[str(f)] = qtune.low_rank(qtune.train(model_dir, train, threads=s.threads))
+    write(out, {"gold_sha256": gold_sha, "questions": len(groups), "command": command,
+                "date": datetime.now(UTC).isoformat(timespec="seconds"), **qtune.hyperparameters()}, sets)
+
+
+def tuned_vectors(qa: Any, tuning: Path, per_fold: bool) -> Callable[[GoldItem, str], list[float]]:
+    """item, question -> its vector from the tuning's set for the item's fold (``per_fold``: the
+    tuning was fitted on this gold file, so each fold is encoded by the set fitted without it) or
+    from the set fitted on everything."""
+    from rag.components import get_question_embedder
+
+    def vector(item: GoldItem, question: str) -> list[float]:
+        key = str(fold_of(item)) if per_fold else "all"
+        return get_question_embedder(qa.settings, str(tuning), key).get_query_embedding(question)
+
+    return vector
+
+
+def calibrate(qa: Any, items: Sequence[GoldItem], gold: Path, command: str, progress: bool = True,
+              tuning: Path | None = None, tune: bool = False) -> dict:
+    """Collect, cross-fit, and return the ranker file's content (with an out-of-fold report).
+
+    ``tuning``: the question tuning file whose vectors choose evidence (``tune``: fit it first, on
+    these questions, per fold). Its sets per fold are used when it was fitted on this gold file."""
+    from index.qtuning import read_meta
+
     gold_sha = hashlib.sha256(Path(gold).read_bytes()).hexdigest()
-    samples = collect(qa, items, progress)
+    per_fold = False
+    if tuning is not None:
+        if tune:
+            tune_questions(qa, items, gold_sha, tuning, command, progress)
+        per_fold = read_meta(tuning).get("gold_sha256") == gold_sha
+    vectors = tuned_vectors(qa, tuning, per_fold) if tuning is not None else None
+    samples = collect(qa, items, progress, question_vector=vectors)
     models, rows = cross_fit(samples, qa.settings.evidence_k, gold_sha)
     whole = [r for r in rows if not r["corpus"]]
     by = {}
@@ -191,6 +245,8 @@ def calibrate(qa: Any, items: Sequence[GoldItem], gold: Path, command: str, prog
     shown = Path(gold).resolve()
     root = Path(__file__).resolve().parents[1]
     shown = shown.relative_to(root) if shown.is_relative_to(root) else shown
+    if tuning is not None:
+        models["question_tuning"] = {"path": str(Path(tuning).resolve()), "per_fold": per_fold}
     return {**models, "meta": {"gold": str(shown), "gold_sha256": gold_sha, "questions": len(items),
                                "date": datetime.now(UTC).isoformat(timespec="seconds"), "command": command,
                                "report": report}}

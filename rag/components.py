@@ -61,6 +61,29 @@ def get_embedder(s: Settings):
         return _embedder(_key(s))
 
 
+@lru_cache(maxsize=8)
+def _question_embedder(key: tuple, tuning: str, tuning_set: str):
+    from index.embedder import load_embedder
+
+    model_root, model, backend, threads, batch = key
+    emb = load_embedder(model, backend=backend, data_dir=Path(model_root), threads=threads, batch_size=batch,
+                        tuning=Path(tuning), tuning_set=tuning_set)
+    configure_threads(threads, torch_too=False)  # a first ONNX export imports torch
+    return emb
+
+
+def get_question_embedder(s: Settings, tuning: str, tuning_set: str = "all"):
+    """The encoder for questions that choose evidence: the embedder with the ranker file's question
+    tuning (``index/qtuning.py``), or the embedder itself when there is none or another model is
+    configured (the tuning is fitted for the bundled one)."""
+    from index.embedder import BUNDLED_ID
+
+    if not tuning or s.embed_model != BUNDLED_ID or s.sentence_vectors != "separate":
+        return get_embedder(s)
+    with _lock:
+        return _question_embedder(_key(s), tuning, tuning_set)
+
+
 def embedder_id(s: Settings) -> str:
     from index.embedder import embedder_id as _id
 

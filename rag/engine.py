@@ -208,10 +208,16 @@ class CitedQueryEngine(CustomQueryEngine):
         """Evidence, its vectors and the abstention decision for ``question`` over ``got``'s hits."""
         # A follow-up's sentences are scored against what is asked now *and* its context: the
         # mean of both vectors (the history alone would re-select the previous answer).
-        q_vec = got.query_embedding
+        ranker = self.ranker()
+        encoder = self.embed_model
+        if ranker.question_tuning:  # the sentence model was fitted on a tuned encoder's question vectors
+            from rag.components import get_question_embedder
+
+            encoder = get_question_embedder(self.settings, ranker.question_tuning, ranker.tuning_set)
+        q_vec = got.query_embedding if encoder is self.embed_model else encoder.get_query_embedding(query)
         if query != question:
-            now = np.asarray(self.embed_model.get_query_embedding(question))
-            q_vec = list((now + np.asarray(got.query_embedding)) / 2)
+            now = np.asarray(encoder.get_query_embedding(question))
+            q_vec = list((now + np.asarray(q_vec)) / 2)
         evidence, vectors, got.hits = self._evidence(question, got.hits, q_vec, lang)
         return evidence, vectors, self.gate().decide(question, evidence, got.hits, lang)
 

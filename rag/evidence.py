@@ -9,7 +9,9 @@ few dot products, not an encoder pass. Each candidate sentence gets the features
 small linear model (``rag/ranker.py``, a conditional logit fitted on benchmark folds by
 ``python -m eval calibrate``: which candidate of a question holds the answer) scores them:
 
-* what the sentence says: its cosine to the question, relative to the best candidate;
+* what the sentence says: its cosine to the question, relative to the best candidate (the
+  question as the ranker file's question tuning encodes it, ``index/qtuning.py``: fitted to put
+  the answering sentence closer than its neighbours on the same topic);
 * its context: the best cosine of its neighbours, and the question words found in the sentence
   or before it in its passage (what a reader knows on reaching it: "It opened in 1921." answers
   "When did the museum open?" once "The museum ..." came before); in a sentence of another

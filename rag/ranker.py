@@ -7,7 +7,10 @@
 * ``sentence``: a conditional logit over the evidence features (``rag.evidence.FEATURES``): the
   softmax of its scores over one question's candidates is P(this one holds the answer);
 * ``answer``: logistic regression over question-level features (``rag.abstain.FEATURES``), the
-  probability that the documents answer the question; ``threshold`` is where the chain abstains.
+  probability that the documents answer the question; ``threshold`` is where the chain abstains;
+* ``question_tuning`` (optional): ``{"path": ..., "per_fold": bool}``, the question tuning file
+  (``index/qtuning.py``, relative to this file) whose question vectors the sentence model was
+  fitted on; ``per_fold`` when it has a set per fold of the same gold file, like the weights.
 
 Both are fitted by ``python -m eval calibrate`` (``eval/calibrate.py``) on a gold set with folds:
 the shipped file holds the weights fitted on every fold, plus one set per held-out fold so that
@@ -18,7 +21,7 @@ standardised, so a coefficient says how much one standard deviation of a feature
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -114,6 +117,10 @@ class Ranker:
     answer: Logistic
     threshold: float
     fitted_on: str = ""
+    # The question tuning the sentence model was fitted with (``index/qtuning.py``; absolute path,
+    # "" = none: questions are encoded by the bundled model as it is) and the set of it to use.
+    question_tuning: str = ""
+    tuning_set: str = "all"
 
     def sentence_logits(self, x: np.ndarray) -> np.ndarray:
         return self.sentence.logit(x) if len(x) else np.zeros(0)
@@ -141,13 +148,19 @@ class Ranker:
 def _load(path: str, holdout: int | None) -> Ranker:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
+        tuning = data.get("question_tuning") or {}
+        extra = {}
+        if tuning:
+            extra["question_tuning"] = str((Path(path).resolve().parent / tuning["path"]).resolve())
+            if holdout is not None and holdout >= 0 and tuning.get("per_fold"):
+                extra["tuning_set"] = str(holdout)  # fitted without this fold, like the weights below
         if holdout is not None and holdout >= 0:
             folds = data.get("folds", {})
             if str(holdout) not in folds:
                 raise ConfigError(f"ranker file {path} has no weights without fold {holdout} "
                                   f"(has {sorted(folds)}); refit with python -m eval calibrate")
-            return Ranker.from_dict(folds[str(holdout)])
-        return Ranker.from_dict(data["all"])
+            return replace(Ranker.from_dict(folds[str(holdout)]), **extra)
+        return replace(Ranker.from_dict(data["all"]), **extra)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read the ranker file {path}: {exc}; refit it with "
                           "python -m eval calibrate or set ranker_path to a valid file") from exc

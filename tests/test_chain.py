@@ -77,8 +77,6 @@ def test_abstention_is_in_the_question_language(corpus_qa, lang, question):
     assert ans.abstained and ans.text == NOT_FOUND[lang]
 
 
-@pytest.mark.xfail(strict=True, reason="the evidence ranker quotes 'specific financial details have not been "
-                   "revealed' for this question, so no figure is there to disagree with (docs/EVAL.md)")
 def test_conflicting_figures_are_both_shown(corpus_qa):
     ans = corpus_qa.ask("How much does AIP aim to mobilise?")
     assert ans.conflicts, ans.text

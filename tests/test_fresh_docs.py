@@ -55,8 +55,9 @@ Its chief executive is Priya Raman, who joined the company in 2016.</p>
 # é ..."): e5-small's cross-lingual cosine and the question's names both favour the topic sentence.
 # Kept as strict xfails so a fix shows up (XPASS fails the run) and the gap stays visible. The
 # bilingual dictionaries (index/lexicon.py) fixed one: "diretor executivo" now finds "chief
-# executive"; in the other four the answer sentence is second, its translated words outweighed by
-# the names the topic sentence repeats.
+# executive"; the question tuning (index/qtuning.py) another: the fleet's size. In the other three
+# the answer sentence is second, its translated words outweighed by the names the topic sentence
+# repeats.
 TOPIC_SENTENCE = pytest.mark.xfail(strict=True, reason="known limitation: the topic sentence outranks the "
                                    "answer sentence that refers back to it (docs/EVAL.md)")
 ANSWERED = [  # (question, expected answer, document the citation must come from)
@@ -66,7 +67,7 @@ ANSWERED = [  # (question, expected answer, document the citation must come from
                  marks=TOPIC_SENTENCE),
     pytest.param("¿Quién dirige la Stadtbibliothek Kelsingen?", "Jonas Brenner", "bibliothek", marks=TOPIC_SENTENCE),
     ("Wann wurde das Observatorium Sierra Alta gebaut?", "1979", "observatorio"),
-    pytest.param("Quantos navios tem a frota da Northwind Ferries?", "14", "ferries", marks=TOPIC_SENTENCE),
+    ("Quantos navios tem a frota da Northwind Ferries?", "14", "ferries"),
     ("Quem é o diretor executivo da Northwind Ferries?", "Priya Raman", "ferries"),
 ]
 OFF_TOPIC = ["What is the boiling point of mercury?", "¿Cuál es la capital de Australia?",
