@@ -134,14 +134,20 @@ def test_examples_filters_follow_up_and_conflict(page):
     expect(page.locator("#question textarea")).to_have_value("Wer berät AIP?")
     page.press("#question textarea", "Enter")
     page.locator(BOT).last.filter(has_text="timings (").wait_for(timeout=ANSWER_TIMEOUT)
-    assert "[1]" in page.locator(BOT).last.inner_text()
-    assert open_card(page).locator("[data-testid=card-lang]").inner_text() == "de"
+    said = page.locator(BOT).last.inner_text()
+    assert "[1]" in said
+    # The corpus tells this story in four languages, and the ranker does not prefer the reader's
+    # (docs/EVAL.md, "Question tuning": language match on the demo set): a quote in another language
+    # says so, in German, before the quote.
+    lang = open_card(page).locator("[data-testid=card-lang]").inner_text()
+    assert lang in ("en", "pt", "es", "de")
+    assert lang == "de" or "Aus einer Quelle auf" in said, said
 
     # a follow-up in the same chat (the handler passes history=[(q, a)]; see the fast test below)
     ask(page, "Who founded it?")
     assert page.locator(BOT).count() == 2
     page.locator(BOT).first.click()  # an earlier answer's citations come back
-    expect(page.locator("#answer-panel [data-testid=card-lang]").first).to_have_text("de")
+    expect(page.locator("#answer-panel [data-testid=card-lang]").first).to_have_text(lang)
 
     page.click("#clear-btn")
     choose(page, "#lang-filter", "pt")
