@@ -13,8 +13,9 @@ tuning needs no re-indexing, and dense retrieval is unchanged.
 
 The file (``.npz``) holds one set of deltas per key: ``all`` (fitted on every fold, used to answer)
 and one per benchmark fold (fitted without it, used to evaluate that fold, as the ranker file's
-per-fold weights are). A matrix's delta is stored as two float16 factors ``a @ b`` (rank r), a
-vector's whole; ``meta`` is JSON (what it was fitted on, and the command). A tuned model directory
+per-fold weights are). A matrix's delta is stored as two factors ``a @ b`` (rank r) in int8, with a
+float16 scale per row of ``a`` and per column of ``b`` (format 2; format 1 kept them in float16), a
+vector's delta whole in float16; ``meta`` is JSON (what it was fitted on, and the command). A tuned model directory
 (the bundled checkpoint plus the deltas) is exported to ONNX once per file and set under ``models/``.
 """
 
@@ -30,8 +31,15 @@ import numpy as np
 from index.e5convert import MODEL_NAME, build_atomically, sha256_file
 from index.errors import ModelError
 
-FORMAT = 1
+FORMAT = 2
 _SEP = "|"
+
+
+def _int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` ~ ``q * scale[:, None]``: int8 values with one float16 scale per row."""
+    scale = (np.abs(x).max(axis=1) / 127).astype(np.float16).astype(np.float32)
+    safe = np.where(scale > 0, scale, 1.0)[:, None]
+    return np.clip(np.round(x / safe), -127, 127).astype(np.int8), scale.astype(np.float16)
 
 
 def write(path: Path, meta: dict, sets: dict[str, dict[str, tuple[np.ndarray, ...]]]) -> None:
@@ -39,8 +47,14 @@ def write(path: Path, meta: dict, sets: dict[str, dict[str, tuple[np.ndarray, ..
     arrays: dict[str, np.ndarray] = {"meta": np.frombuffer(json.dumps({**meta, "format": FORMAT}).encode(), np.uint8)}
     for key, deltas in sets.items():
         for name, parts in deltas.items():
-            for tag, part in zip("ab" if len(parts) == 2 else "d", parts):
-                arrays[_SEP.join((key, name, tag))] = np.asarray(part, dtype=np.float16)
+            base = _SEP.join((key, name, ""))
+            if len(parts) == 2:
+                a, b = (np.asarray(x, dtype=np.float32) for x in parts)
+                arrays[base + "aq"], arrays[base + "as"] = _int8(a)
+                bq, bs = _int8(b.T)
+                arrays[base + "bq"], arrays[base + "bs"] = bq.T, bs
+            else:
+                arrays[base + "d"] = np.asarray(parts[0], dtype=np.float16)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
@@ -76,7 +90,11 @@ def deltas(path: Path, key: str) -> dict[str, np.ndarray]:
             base = _SEP.join((key, name, ""))
             if base + "d" in z.files:
                 out[name] = z[base + "d"].astype(np.float32)
-            else:
+            elif base + "aq" in z.files:  # format 2
+                a = z[base + "aq"].astype(np.float32) * z[base + "as"].astype(np.float32)[:, None]
+                b = z[base + "bq"].astype(np.float32) * z[base + "bs"].astype(np.float32)[None, :]
+                out[name] = a @ b
+            else:  # format 1
                 out[name] = z[base + "a"].astype(np.float32) @ z[base + "b"].astype(np.float32)
     return out
 
