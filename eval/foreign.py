@@ -44,7 +44,7 @@ def sentences(bench_dir: Path) -> dict[tuple[str, int], list[str]]:
         lang, f = path.stem.split("-")[1][:2], fold.get(path.stem)
         if f is None or lang not in LANGS:
             continue
-        out.setdefault((lang, f), []).extend(s.text for s in split_sentences(path.read_text(encoding="utf-8")))
+        out.setdefault((lang, f), []).extend(s.text for s in split_sentences(path.read_text(encoding="utf-8"), language=lang))
     return out
 
 

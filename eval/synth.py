@@ -78,7 +78,7 @@ def seed_sentences(corpus_dir: Path = REPO / "corpus") -> list[Seed]:
     for path in sorted(Path(corpus_dir).glob("*.txt")):
         text = path.read_text(encoding="utf-8")
         lang = detect_language(text).code
-        out += [Seed(lang, s.text) for s in split_sentences(text) if len(s.text) >= 20]
+        out += [Seed(lang, s.text) for s in split_sentences(text, language=lang) if len(s.text) >= 20]
     if not {s.lang for s in out} >= set(LANGS):
         raise ValueError(f"{corpus_dir}: need seed sentences in {LANGS}, got {sorted({s.lang for s in out})}")
     return out

@@ -361,7 +361,7 @@ class Indexer:
         from llama_index.core.schema import TextNode
 
         out = []
-        for span in split_sentences(doc.text):
+        for span in split_sentences(doc.text, language=doc_lang):
             meta = {"doc_id": doc.doc_id, "doc_hash": doc.content_hash, "language": doc_lang,
                     "char_start": span.char_start, "char_end": span.char_end, **_where(doc, span.char_start),
                     "is_heading": in_heading(doc.headings, span.char_start, span.char_end)}

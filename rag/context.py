@@ -45,7 +45,7 @@ def _neighbours(ev: Evidence, window: int) -> list[tuple[int, int, str]]:
     """(doc start, doc end, text) of the sentences around ``ev`` in its passage, ``ev`` included."""
     if not ev.passage:
         return [(ev.char_start, ev.char_end, ev.text)]
-    spans = split_sentences(ev.passage)
+    spans = split_sentences(ev.passage, language=ev.language)
     local = ev.char_start - ev.passage_start
     at = next((i for i, s in enumerate(spans) if s.char_start <= local < s.char_end), None)
     if at is None:

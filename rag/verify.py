@@ -134,7 +134,7 @@ class Verifier:
             groups.setdefault(e.chunk_id, []).append(i)
         sources = sorted({e.language for e in evidence if e.language and e.language != lang})
         out: list[int] = []
-        for sent in [s.text for s in split_sentences(text)] or [text]:
+        for sent in [s.text for s in split_sentences(text, language=lang)] or [text]:
             foreign = foreign_scale_words(sent, lang) if lang else []
             if foreign:
                 return Verdict(False, f"answer writes the number word {foreign[0]!r}, which is not a {lang} "

@@ -44,6 +44,23 @@ def test_sentence_spans_are_exact(text):
         assert text[s.char_start:s.char_end] == s.text and s.text.strip() == s.text
 
 
+def test_ordinal_periods_end_no_sentence_in_languages_that_write_them():
+    """German writes "am 1. März", "im 19. Jahrhundert": the period is the ordinal's. In English
+    the same pattern ends a sentence; a year (four digits), or a number after a name ("Route
+    99."), ends one in German too."""
+    de = "Ab dem 1. März fährt die Fähre stündlich. Im 19. Jahrhundert fuhr sie selten. Sie wurde 2016 erneuert. Danach nicht."
+    assert [s.text for s in split_sentences(de, language="de")] == [
+        "Ab dem 1. März fährt die Fähre stündlich.", "Im 19. Jahrhundert fuhr sie selten.",
+        "Sie wurde 2016 erneuert.", "Danach nicht."]
+    assert [s.text for s in split_sentences("Er kam 2016. Dann ging er.", language="de")] == ["Er kam 2016.", "Dann ging er."]
+    route = "Durch die Stadt verläuft die State Route 99. Sie ist die wichtigste Straße."  # a label, not an ordinal
+    assert [s.text for s in split_sentences(route, language="de")] == [
+        "Durch die Stadt verläuft die State Route 99.", "Sie ist die wichtigste Straße."]
+    assert [s.text for s in split_sentences("It finished 3. Then it rained.", language="en")] == [
+        "It finished 3.", "Then it rained."]
+    assert len(split_sentences(de)) == 6  # no language given: every period may end a sentence
+
+
 def test_corpus_chunks_cover_documents():
     for path in sorted(CORPUS.glob("*.txt")):
         _chunk_invariants(read_file(path).text, Chunker(200, 40))

@@ -81,9 +81,9 @@ def test_chunker_invariants_on_the_corpus(size: int, overlap: int) -> None:
 
 
 @PROPS
-@given(TEXT)
-def test_sentence_spans_exact_ordered_and_complete(text: str) -> None:
-    spans = split_sentences(text)
+@given(TEXT, st.sampled_from(["", "en", "de", "pl"]))
+def test_sentence_spans_exact_ordered_and_complete(text: str, language: str) -> None:
+    spans = split_sentences(text, language=language)
     end = 0
     covered = [False] * len(text)
     for s in spans:
