@@ -15,8 +15,9 @@ The file (``.npz``) holds one set of deltas per key: ``all`` (fitted on every fo
 and one per benchmark fold (fitted without it, used to evaluate that fold, as the ranker file's
 per-fold weights are). A matrix's delta is stored as two factors ``a @ b`` (rank r) in int8, with a
 float16 scale per row of ``a`` and per column of ``b`` (format 2; format 1 kept them in float16), a
-vector's delta whole in float16; ``meta`` is JSON (what it was fitted on, and the command). A tuned model directory
-(the bundled checkpoint plus the deltas) is exported to ONNX once per file and set under ``models/``.
+vector's delta whole in float16; ``meta`` is JSON (what it was fitted on, and the command). A
+tuned model directory (the bundled checkpoint plus the deltas) is exported to ONNX once per file
+and set under ``models/``.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ break), with an abbreviation list for the four corpus languages. In languages th
 numbers with a period (German "am 1. März", "im 19. Jahrhundert"; also the Scandinavian, Finnic,
 Baltic, West and South Slavic languages, Hungarian and Turkish), a period right after a number of
 one to three digits is the ordinal's, not a sentence end, unless the number follows a capitalised
-word inside the sentence ("State Route 99. Sie ist ...": a label, not an ordinal). It never changes the text: each span is
-``text[char_start:char_end]``.
+word inside the sentence ("State Route 99. Sie ist ...": a label, not an ordinal). It never
+changes the text: each span is ``text[char_start:char_end]``.
 """
 
 from __future__ import annotations
