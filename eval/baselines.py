@@ -25,8 +25,8 @@ from rag.settings import Settings
 from rag.types import Answer, Citation, Hit
 
 DESCRIPTIONS = {
-    "full": "our chain: hybrid retrieval (dense + BM25, RRF) -> sentence evidence -> abstention gate -> "
-            "answer -> citations",
+    "full": "our chain: hybrid retrieval (dense top_k + BM25 top bm25_top, RRF order) -> sentence evidence -> "
+            "abstention gate -> answer -> citations",
     "dense": "same chain, dense retrieval only (retrieval=dense)",
     "bm25": "same chain, BM25 retrieval only (retrieval=bm25)",
     "quickstart": "plain llama-index quickstart: VectorStoreIndex over Chroma, default SentenceSplitter and "

@@ -88,7 +88,8 @@ class CitedQueryEngine(CustomQueryEngine):
 
     @classmethod
     def build(cls, settings: Settings, store, embed_model, lexical, lexicon=None) -> CitedQueryEngine:
-        retriever = HybridRetriever(store, embed_model, lexical, settings.dense_k, settings.bm25_k, settings.retrieval)
+        retriever = HybridRetriever(store, embed_model, lexical, settings.dense_k, settings.bm25_k, settings.retrieval,
+                                    settings.bm25_top)
         return cls(settings=settings, retriever=retriever, store=store, embed_model=embed_model, lexicon=lexicon)
 
     def custom_query(self, query_str: str) -> Response:

@@ -1,12 +1,16 @@
-"""Hybrid retrieval: Chroma dense search + BM25 side index, fused by llama-index's RRF.
+"""Hybrid retrieval: Chroma dense search + BM25 side index, ordered by llama-index's RRF.
 
-    >>> hybrid = HybridRetriever(store, embed_model, lexical_loader)
+    >>> hybrid = HybridRetriever(store, embed_model, lexical_loader, bm25_top=4)
     >>> result = hybrid.retrieve("Who advises AIP?", query_lang="en", top_k=8)
     >>> result.hits[0].doc_id, result.timings["dense"]
 
 Both retrievers are llama-index ``BaseRetriever`` s and ``QueryFusionRetriever`` (reciprocal
-rank fusion, one query, no LLM) merges them. The query is embedded once, up front, so the
-embedding time is measured on its own and the dense retriever reuses the vector.
+rank fusion, one query, no LLM) orders what they found. The candidates are the dense top
+``top_k`` plus BM25's own top ``bm25_top`` (names, numbers and rare words the vector misses), not
+RRF's top ``top_k``: a cut of the fused list drops dense hits for BM25's same-language
+distractors, which cost cross-lingual questions (docs/EVAL.md, stop 32). How much BM25 counts in
+the end is the evidence ranker's fitted weight on its rank. The query is embedded once, up front,
+so the embedding time is measured on its own and the dense retriever reuses the vector.
 """
 
 from __future__ import annotations
@@ -82,14 +86,16 @@ def metadata_filters(languages: list[str] | None, sources: list[str] | None) -> 
 
 
 class HybridRetriever:
-    """Dense + lexical retrieval fused with RRF; ``lexical`` returns the current side index."""
+    """Dense + lexical retrieval ordered by RRF; ``lexical`` returns the current side index.
+
+    ``mode`` "dense" or "bm25" (evaluation baselines) keeps one retriever's top ``top_k``."""
 
     def __init__(self, store: Store, embed_model, lexical: Callable[[], LexicalIndex],
-                 dense_k: int = 20, bm25_k: int = 20, mode: str = "hybrid") -> None:
+                 dense_k: int = 20, bm25_k: int = 20, mode: str = "hybrid", bm25_top: int = 4) -> None:
         if mode not in ("hybrid", "dense", "bm25"):
             raise ValueError(f"retrieval must be hybrid, dense or bm25, got {mode!r}")
         self.store, self.embed_model, self._lexical = store, embed_model, lexical
-        self.dense_k, self.bm25_k, self.mode = dense_k, bm25_k, mode
+        self.dense_k, self.bm25_k, self.mode, self.bm25_top = dense_k, bm25_k, mode, bm25_top
         self._index = VectorStoreIndex.from_vector_store(store.vector_store, embed_model=embed_model)
 
     def retrieve(self, question: str, query_lang: str = "en", top_k: int = 8,
@@ -106,7 +112,7 @@ class HybridRetriever:
         fusion = QueryFusionRetriever(
             chosen,
             llm=MockLLM(), mode=FUSION_MODES.RECIPROCAL_RANK, num_queries=1,
-            similarity_top_k=top_k, use_async=False,
+            similarity_top_k=self.dense_k + self.bm25_k, use_async=False,
         )
         t = time.perf_counter()
         fused = fusion.retrieve(QueryBundle(query_str=question, embedding=embedding))
@@ -114,6 +120,11 @@ class HybridRetriever:
         timings["fuse"] = max(0.0, total - timings.get("dense", 0.0) - timings.get("bm25", 0.0))
         dense_ranks, bm25_ranks = timings.pop("dense_ranks", {}), timings.pop("bm25_ranks", {})
         dense_scores = timings.pop("dense_scores", {})
+        if self.mode == "hybrid":
+            fused = [n for n in fused if dense_ranks.get(n.node.node_id, top_k + 1) <= top_k
+                     or bm25_ranks.get(n.node.node_id, self.bm25_top + 1) <= self.bm25_top]
+        else:
+            fused = fused[:top_k]
         timings.pop("bm25_scores", None)
         # Every chunk's cosine from the stored vectors (BM25-only chunks included), so later stages
         # compare like with like whichever retriever found a chunk.

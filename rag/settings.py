@@ -75,10 +75,12 @@ class Settings:
     ocr_dpi: int = 300
     # Retrieval and evidence.
     retrieval: str = "hybrid"  # hybrid | dense | bm25 (the last two are evaluation baselines)
+    # Candidates: the dense top_k chunks plus BM25's own top bm25_top (in order of RRF over the
+    # dense_k and bm25_k best of each); with one retriever, its top_k.
     top_k: int = 8
+    bm25_top: int = 4
     dense_k: int = 20
     bm25_k: int = 20
-    rrf_k: int = 60
     evidence_k: int = 4
     # Bilingual FreeDict dictionaries (Debian's dict-freedict-*, `make dicts`): a question word
     # counts as found in a sentence of another language through its translations (index/lexicon.py).
@@ -161,6 +163,8 @@ class Settings:
                      "write_lease_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.bm25_top <= self.bm25_k:
+            raise ConfigError(f"bm25_top must be within [0, bm25_k={self.bm25_k}], got {self.bm25_top}")
         if self.abstain_threshold != -1 and not 0.0 <= self.abstain_threshold <= 1.0:
             raise ConfigError(f"abstain_threshold must be within [0, 1] (or -1: the ranker file's), "
                               f"got {self.abstain_threshold}")

@@ -116,6 +116,27 @@ def test_filters_restrict_citations(corpus_qa):
     assert {h.doc_id for h in by_doc.retrieved} == {"004_aa7a5d420b0d2dd0"}
 
 
+@pytest.mark.parametrize("question, lang", [("Who advises AIP?", "en"), ("Quanto vai mobilizar o fundo?", "pt"),
+                                            ("Wer ist der Chef von BlackRock?", "de")])
+def test_candidates_are_the_dense_top_k_plus_bm25s_own_best(corpus_qa, question, lang):
+    """Hybrid retrieval keeps every chunk of the dense top_k and of BM25's top bm25_top, nothing
+    else, in RRF order; a single retriever keeps its own top_k."""
+    from rag.retrieve import HybridRetriever
+
+    engine, top_k = corpus_qa.engine, 3
+    got = engine.retriever.retrieve(question, query_lang=lang, top_k=top_k)
+    dense = {h.chunk_id for h in got.hits if h.dense_rank and h.dense_rank <= top_k}
+    lexical = {h.chunk_id for h in got.hits if h.bm25_rank and h.bm25_rank <= engine.retriever.bm25_top}
+    assert len(dense) == top_k and lexical  # the demo store has more than top_k chunks for each
+    assert {h.chunk_id for h in got.hits} == dense | lexical
+    assert [h.rank for h in got.hits] == list(range(1, len(got.hits) + 1))
+    assert all(a.score >= b.score for a, b in zip(got.hits, got.hits[1:]))  # RRF order
+    for mode, rank in (("dense", "dense_rank"), ("bm25", "bm25_rank")):
+        one = HybridRetriever(engine.store, engine.embed_model, engine.retriever._lexical, mode=mode)
+        hits = one.retrieve(question, query_lang=lang, top_k=top_k).hits
+        assert [getattr(h, rank) for h in hits] == list(range(1, top_k + 1))
+
+
 def test_follow_up_uses_history(corpus_qa):
     first = corpus_qa.ask("Who is the CEO of BlackRock?")
     history = [("Who is the CEO of BlackRock?", first.text)]

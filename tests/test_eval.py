@@ -87,6 +87,9 @@ def test_main_reports_gold_error_and_bad_set(tmp_path: Path, capsys: pytest.Capt
     assert ":1: field 'lang'" in capsys.readouterr().err
     assert main(["run", "--gold", str(DEFAULT_GOLD), "--set", "top_k", "--data-dir", str(tmp_path / "d")]) == 2
     assert "--set expects key=value" in capsys.readouterr().err
+    assert main(["run", "--gold", str(DEFAULT_GOLD), "--set", "bm25_top=21", "--data-dir", str(tmp_path / "d")]) == 2
+    assert "bm25_top must be within [0, bm25_k=20], got 21" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # refused before anything was indexed
 
 
 def test_ranx_retrieval_metrics_match_hand_computed() -> None:
