@@ -281,11 +281,13 @@ def counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def aggregate(rows: list[dict[str, Any]], seed: int = SEED, resamples: int = RESAMPLES) -> dict[str, Any]:
-    """overall / by_language / by_kind metrics (with 95% intervals), latency and counts of one system."""
+    """overall / by_language / by_kind / by_fold / by_pattern (``eval.patterns``) metrics (with 95%
+    intervals), latency and counts of one system."""
     def by(key: str) -> dict[str, dict]:
         groups = sorted({r[key] for r in rows})
         return {g: summarize([r for r in rows if r[key] == g], seed, resamples) for g in groups}
 
     return {"overall": summarize(rows, seed, resamples), "by_language": by("lang"), "by_kind": by("kind"),
             "by_fold": by("fold") if any(r.get("fold", "none") != "none" for r in rows) else {},
+            "by_pattern": by("pattern") if rows and all("pattern" in r for r in rows) else {},
             "latency": latency(rows), "counts": counts(rows)}

@@ -26,6 +26,7 @@ from typing import Any
 
 from eval.gold import BENCH_DIR, GoldItem, load_gold
 from eval.metrics import RESAMPLES, SEED, add_retrieval, aggregate, score_answer
+from eval.patterns import patterns
 from rag.errors import RagError
 from rag.settings import Settings
 
@@ -270,6 +271,10 @@ def run(opts: RunOptions) -> RunResult:
                 rows[name] = ask_all(ask, items, opts.workers, name, opts.progress)
             finally:
                 close()
+    where = patterns(qa.store, items)
+    for system in rows.values():
+        for r in system:
+            r["pattern"] = where.get(r["id"], "other")
 
     gold_bytes = Path(opts.gold).read_bytes()
     meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "command": opts.command,

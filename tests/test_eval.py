@@ -14,12 +14,14 @@ import pytest
 from eval.__main__ import main
 from eval.gold import DEFAULT_GOLD, load_gold
 from eval.metrics import RETRIEVAL, add_retrieval, aggregate, answer_language, score_answer
+from eval.patterns import PATTERNS, pattern
 from rag.types import Answer, Citation, Hit
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_IDS = ("q001", "q006", "q020", "q021", "q030", "q046", "q056", "q062", "q075")
 # metrics.json keys documented in docs/EVAL.md
-TOP_KEYS = {"schema", "meta", "overall", "by_language", "by_kind", "by_fold", "latency", "counts", "baselines"}
+TOP_KEYS = {"schema", "meta", "overall", "by_language", "by_kind", "by_fold", "by_pattern", "latency", "counts",
+            "baselines"}
 META_KEYS = {"date", "command", "gold", "gold_sha256", "questions", "limit", "ids", "mode", "answer_mode",
              "workers", "seed", "resamples", "settings", "models", "corpus", "git", "versions", "systems",
              "duration_seconds"}
@@ -90,6 +92,16 @@ def test_main_reports_gold_error_and_bad_set(tmp_path: Path, capsys: pytest.Capt
     assert main(["run", "--gold", str(DEFAULT_GOLD), "--set", "bm25_top=21", "--data-dir", str(tmp_path / "d")]) == 2
     assert "bm25_top must be within [0, bm25_k=20], got 21" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()  # refused before anything was indexed
+
+
+def test_patterns_say_where_the_questions_names_are() -> None:
+    topic, answer = "The museum of Arroyo Claro stands on the old harbour.", "It opened in 1921."
+    assert pattern("When did the Arroyo Claro museum open?", [["1921"]], [topic, answer]) == "names_elsewhere"
+    assert pattern("When did the Arroyo Claro museum open?", [["1921"]], [topic, "The Arroyo Claro museum opened in 1921."]) \
+        == "names_in_answer"
+    assert pattern("When did the museum open?", [["1921"]], [topic, answer]) == "other"  # no names asked
+    assert pattern("When did the Arroyo Claro museum open?", [["1850"]], [topic, answer]) == "other"  # no answer sentence
+    assert pattern("When did the Arroyo Claro museum open?", [["1921"]], [answer]) == "other"  # names nowhere
 
 
 def test_ranx_retrieval_metrics_match_hand_computed() -> None:
@@ -194,6 +206,8 @@ def test_run_writes_documented_outputs(tiny: dict[str, Path], capsys: pytest.Cap
     assert set(m["baselines"]) == {"dense", "bm25", "quickstart", "quickstart_sentence"}
     assert len(m["meta"]["corpus"]["fingerprint"]) == 64 and m["meta"]["settings"]["llm_api_key"] in ("", "***")
     assert set(m["by_language"]) == {"en", "pt", "es", "de"}
+    assert set(m["by_pattern"]) <= set(PATTERNS) and "names_in_answer" in m["by_pattern"]
+    assert sum(g["answer_accuracy"]["n"] for g in m["by_pattern"].values()) == m["overall"]["answer_accuracy"]["n"]
     for system in (m, *m["baselines"].values()):
         assert set(system["overall"]) == OVERALL_KEYS
         for group in (system["overall"], *system["by_language"].values(), *system["by_kind"].values()):
