@@ -104,6 +104,23 @@ def test_patterns_say_where_the_questions_names_are() -> None:
     assert pattern("When did the Arroyo Claro museum open?", [["1921"]], [answer]) == "other"  # names nowhere
 
 
+@pytest.mark.slow
+def test_run_keeps_its_answers_when_the_pattern_breakdown_fails(tiny: dict[str, Path], monkeypatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    import eval.run
+
+    def broken(store, items):
+        raise RuntimeError("store went away")
+
+    monkeypatch.setattr(eval.run, "patterns", broken)
+    out = tiny["root"] / "run-no-pattern"
+    assert _run(tiny, out) == 0
+    assert "no breakdown by pattern (eval/patterns.py): RuntimeError: store went away" in capsys.readouterr().err
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["by_pattern"] == {} and m["overall"]["answer_accuracy"]["n"] == len(TINY_IDS)
+    assert len((out / "results.jsonl").read_text().splitlines()) == len(TINY_IDS)
+
+
 def test_ranx_retrieval_metrics_match_hand_computed() -> None:
     # q1: the only gold doc comes second (after two chunks of one wrong doc): MRR 1/2, nDCG 1/log2(3).
     # q2: gold docs at ranks 1 and 3 of the deduplicated ranking.
