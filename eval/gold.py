@@ -11,7 +11,8 @@ One question per line::
   ``multihop`` item, every document that holds one of the hops. Empty for unanswerable questions.
 * ``answerable``: false means the right output is an abstention.
 * ``kind`` (optional, free label; ``"unspecified"`` when missing): lookup, number, list,
-  crosslingual, multihop, conflict, unanswerable.
+  crosslingual, multihop, conflict, unanswerable. ``subkind`` (optional, free label): a finer one
+  ("near_miss", "absent_article"); reports break metrics down by it when any question has one.
 * ``conflict`` (optional): alias groups of a competing figure, found in another source, that a
   good answer should also surface. ``notes`` (optional): free text for humans.
 
@@ -21,6 +22,7 @@ starts on a half-valid file; all problems are reported together in one :class:`G
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -37,7 +39,7 @@ GOLD_DIR = Path(__file__).resolve().parent / "gold"
 DEFAULT_GOLD = GOLD_DIR / "aip.jsonl"
 
 REQUIRED_FIELDS = ("id", "lang", "question", "answers", "sources", "answerable")
-OPTIONAL_FIELDS = ("kind", "conflict", "notes", "fold")
+OPTIONAL_FIELDS = ("kind", "subkind", "conflict", "notes", "fold")
 BENCH_DIR = Path(__file__).resolve().parent / "benchmarks"
 _ALLOWED = set(REQUIRED_FIELDS) | set(OPTIONAL_FIELDS)
 _LANG = re.compile(r"[a-z]{2}")
@@ -58,6 +60,7 @@ class GoldItem:
     conflict: list[list[str]] = field(default_factory=list)
     notes: str = ""
     fold: int | None = None  # cross-validation fold: all questions on one article share it
+    subkind: str = ""  # a finer kind, for the report's breakdown ("near_miss", "absent_article", ...)
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -184,6 +187,9 @@ def _check_line(obj: Any, line: int, problems: _Problems, seen_ids: dict[str, in
     notes = obj.get("notes", "")
     if not isinstance(notes, str):
         problems.add(line, "notes", f"must be a string, got {_kind(notes)}")
+    subkind = obj.get("subkind", "")
+    if not isinstance(subkind, str):
+        problems.add(line, "subkind", f"must be a string, got {_kind(subkind)}")
     fold = obj.get("fold")
     if fold is not None and (isinstance(fold, bool) or not isinstance(fold, int) or fold < 0):
         problems.add(line, "fold", f"must be a whole number >= 0, got {json.dumps(fold)}")
@@ -212,7 +218,8 @@ def _check_line(obj: Any, line: int, problems: _Problems, seen_ids: dict[str, in
         return None
     assert answers is not None and conflict is not None
     return GoldItem(id=item_id, lang=lang, question=question, answers=answers, sources=list(sources),
-                    answerable=answerable, kind=kind, conflict=conflict, notes=notes, fold=fold)
+                    answerable=answerable, kind=kind, conflict=conflict, notes=notes, fold=fold,
+                    subkind=subkind)
 
 
 def load_gold(path: str | Path, known_doc_ids: set[str] | None = None) -> list[GoldItem]:
@@ -261,6 +268,29 @@ class Benchmark:
     name: str
     gold: Path
     corpus: Path
+
+    def subkinds(self) -> dict[str, str]:
+        """Question id -> ``subkind`` from the benchmark's ``meta.jsonl`` (none: {}), e.g. xquad-dev's
+        near-miss and absent-article unanswerable questions, for the report's breakdown (the gold
+        file stays as shipped: its checksum ties it to the ranker's per-fold weights)."""
+        path = self.gold.with_name("meta.jsonl")
+        if not path.is_file():
+            return {}
+        out: dict[str, str] = {}
+        for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+                out[obj["id"]] = str(obj.get("subkind", ""))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise GoldFileError(str(path), n, "subkind", f"not a JSON object with an id ({exc})") from exc
+        return out
+
+
+def with_subkinds(items: list[GoldItem], subkinds: dict[str, str]) -> list[GoldItem]:
+    """Items with their ``subkind`` from ``subkinds`` where the gold line gave none."""
+    return [i if i.subkind or i.id not in subkinds else dataclasses.replace(i, subkind=subkinds[i.id]) for i in items]
 
 
 def benchmark(name: str) -> Benchmark:

@@ -71,7 +71,7 @@ def score_answer(item: GoldItem, answer: Any | None, error: str = "") -> dict[st
     >>> score_answer(item, qa.ask(item.question))["verdict"]
     'correct'
     """
-    row: dict[str, Any] = {"id": item.id, "lang": item.lang, "kind": item.kind,
+    row: dict[str, Any] = {"id": item.id, "lang": item.lang, "kind": item.kind, "subkind": item.subkind or item.kind,
                            "fold": "none" if item.fold is None else str(item.fold), "question": item.question,
                            "answerable": item.answerable, "gold_answers": item.answers,
                            "gold_sources": item.sources, "gold_conflict": item.conflict}
@@ -281,13 +281,18 @@ def counts(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def aggregate(rows: list[dict[str, Any]], seed: int = SEED, resamples: int = RESAMPLES) -> dict[str, Any]:
-    """overall / by_language / by_kind / by_fold / by_pattern (``eval.patterns``) metrics (with 95%
-    intervals), latency and counts of one system."""
+    """overall / by_language / by_kind / by_subkind / by_fold / by_pattern (``eval.patterns``)
+    metrics (with 95% intervals), latency and counts of one system. ``by_subkind`` only when some
+    question has a subkind of its own (others are grouped by their kind)."""
     def by(key: str) -> dict[str, dict]:
-        groups = sorted({r[key] for r in rows})
-        return {g: summarize([r for r in rows if r[key] == g], seed, resamples) for g in groups}
+        def value(r: dict[str, Any]) -> Any:
+            return r.get("subkind", r["kind"]) if key == "subkind" else r[key]  # rows of older runs have none
+
+        groups = sorted({value(r) for r in rows})
+        return {g: summarize([r for r in rows if value(r) == g], seed, resamples) for g in groups}
 
     return {"overall": summarize(rows, seed, resamples), "by_language": by("lang"), "by_kind": by("kind"),
+            "by_subkind": by("subkind") if any(r.get("subkind", r["kind"]) != r["kind"] for r in rows) else {},
             "by_fold": by("fold") if any(r.get("fold", "none") != "none" for r in rows) else {},
             "by_pattern": by("pattern") if rows and all("pattern" in r for r in rows) else {},
             "latency": latency(rows), "counts": counts(rows)}

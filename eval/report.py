@@ -84,7 +84,8 @@ def markdown(metrics: dict[str, Any]) -> str:
     md += ["", "## Headline metrics", ""]
     keys = list(HEADLINE) + [k for k in metrics["overall"] if k not in HEADLINE]
     md += _table(["metric", *names], [[k, *(fmt(s["overall"].get(k)) for s in systems.values())] for k in keys])
-    for title, key in (("By language", "by_language"), ("By kind", "by_kind"), ("By fold", "by_fold"),
+    for title, key in (("By language", "by_language"), ("By kind", "by_kind"),
+                       ("By subkind", "by_subkind"), ("By fold", "by_fold"),
                        ("By where the question's names are (eval/patterns.py)", "by_pattern")):
         groups = metrics.get(key) or {}
         if not groups:

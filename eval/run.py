@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from eval.gold import BENCH_DIR, GoldItem, load_gold
+from eval.gold import BENCH_DIR, GoldItem, benchmark, load_gold, with_subkinds
 from eval.metrics import RESAMPLES, SEED, add_retrieval, aggregate, score_answer
 from eval.patterns import patterns
 from rag.errors import RagError
@@ -91,7 +91,6 @@ def apply_bench(opts: RunOptions) -> RunOptions:
     data_dir``) that already is a benchmark store (``.../bench/NAME``) is used as it is."""
     if not opts.bench or opts.data_dir and opts.gold == BENCH_DIR / opts.bench / "gold.jsonl":
         return opts  # none asked, or applied already
-    from eval.gold import benchmark
 
     b = benchmark(opts.bench)
     given = {k: v for k, v in opts.overrides.items() if k in ("data_dir", "model_dir")}
@@ -256,6 +255,8 @@ def run(opts: RunOptions) -> RunResult:
     qa = prepare(settings, opts.index)
     records = qa.documents()
     items = select(load_gold(opts.gold, {r.doc_id for r in records}), opts.limit, opts.ids, opts.folds)
+    if opts.bench:  # its meta.jsonl's subkinds, for the breakdown (read before any question is asked)
+        items = with_subkinds(items, benchmark(opts.bench).subkinds())
     out = opts.out or REPO / "runs" / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{opts.mode}"
     out.mkdir(parents=True, exist_ok=True)
     print(f"{len(items)} questions, mode {settings.mode}, {opts.workers} worker(s) -> {out}", file=sys.stderr)

@@ -20,7 +20,7 @@ from rag.types import Answer, Citation, Hit
 ROOT = Path(__file__).resolve().parents[1]
 TINY_IDS = ("q001", "q006", "q020", "q021", "q030", "q046", "q056", "q062", "q075")
 # metrics.json keys documented in docs/EVAL.md
-TOP_KEYS = {"schema", "meta", "overall", "by_language", "by_kind", "by_fold", "by_pattern", "latency", "counts",
+TOP_KEYS = {"schema", "meta", "overall", "by_language", "by_kind", "by_subkind", "by_fold", "by_pattern", "latency", "counts",
             "baselines"}
 META_KEYS = {"date", "command", "gold", "gold_sha256", "questions", "limit", "ids", "mode", "answer_mode",
              "workers", "seed", "resamples", "settings", "models", "corpus", "git", "versions", "systems",
@@ -138,6 +138,46 @@ def test_ranx_retrieval_metrics_match_hand_computed() -> None:
     assert overall["mrr"]["value"] == pytest.approx(0.75) and overall["mrr"]["n"] == 2
 
 
+def test_subkinds_break_down_a_kind_and_a_bad_one_names_its_line(tmp_path: Path) -> None:
+    """``subkind`` (optional gold field, or the shipped benchmark's ``meta.jsonl``): metrics by it
+    when some question has one, every question counted once; none given, no breakdown; a subkind
+    that is not a string is refused with its line and field."""
+    import dataclasses
+
+    from eval.gold import benchmark, with_subkinds
+    from rag.errors import GoldFileError
+
+    bench = benchmark("xquad-dev")
+    items = with_subkinds(load_gold(bench.gold), bench.subkinds())
+    by = {}
+    for i in items:
+        by[(i.kind, i.subkind)] = by.get((i.kind, i.subkind), 0) + 1
+    assert by == {("lookup", "lookup"): 911, ("crosslingual", "crosslingual"): 447,
+                  ("unanswerable", "near_miss"): 155, ("unanswerable", "absent_article"): 127}  # its README's counts
+
+    unanswerable = _item("u1", [], [])
+    rows = [score_answer(dataclasses.replace(unanswerable, subkind="near_miss"), _answer("Something [1]", ["g"], cited=[("g", "x")])),
+            score_answer(dataclasses.replace(unanswerable, id="u2", subkind="absent_article"),
+                         _answer("Not found in the documents.", [], abstained=True)),
+            score_answer(_item("a1", [["A"]], ["g"]), _answer("A [1]", ["g"], cited=[("g", "A")]))]
+    m = aggregate(rows)
+    assert set(m["by_subkind"]) == {"near_miss", "absent_article", rows[2]["kind"]}
+    assert sum(g["answer_accuracy"]["n"] for g in m["by_subkind"].values()) == len(rows)
+    assert m["by_subkind"]["near_miss"]["answer_accuracy"]["value"] == 0
+    assert m["by_subkind"]["absent_article"]["answer_accuracy"]["value"] == 1
+    assert aggregate([rows[2]])["by_subkind"] == {}
+    older = [{k: v for k, v in r.items() if k != "subkind"} for r in rows]  # results.jsonl of an older run
+    assert aggregate(older)["by_subkind"] == {}
+
+    good = json.loads(DEFAULT_GOLD.read_text(encoding="utf-8").splitlines()[0])
+    path = tmp_path / "g.jsonl"
+    path.write_text(json.dumps({**good, "subkind": 3}) + "\n", encoding="utf-8")
+    with pytest.raises(GoldFileError, match=r"g\.jsonl:1: field 'subkind': must be a string"):
+        load_gold(path)
+    path.write_text(json.dumps({**good, "subkind": "near_miss"}) + "\n", encoding="utf-8")
+    assert load_gold(path)[0].subkind == "near_miss"
+
+
 def test_answer_scores_and_abstention_counts() -> None:
     item = _item("q1", [["NextEra"], ["Vernova"]], ["g"])
     partial = score_answer(item, _answer("NextEra [1]", ["g"], cited=[("x", "NextEra joins.")]))
@@ -224,6 +264,7 @@ def test_run_writes_documented_outputs(tiny: dict[str, Path], capsys: pytest.Cap
     assert len(m["meta"]["corpus"]["fingerprint"]) == 64 and m["meta"]["settings"]["llm_api_key"] in ("", "***")
     assert set(m["by_language"]) == {"en", "pt", "es", "de"}
     assert set(m["by_pattern"]) <= set(PATTERNS) and "names_in_answer" in m["by_pattern"]
+    assert m["by_subkind"] == {}  # the demo gold file gives no subkinds
     assert sum(g["answer_accuracy"]["n"] for g in m["by_pattern"].values()) == m["overall"]["answer_accuracy"]["n"]
     for system in (m, *m["baselines"].values()):
         assert set(system["overall"]) == OVERALL_KEYS
