@@ -285,14 +285,11 @@ def aggregate(rows: list[dict[str, Any]], seed: int = SEED, resamples: int = RES
     metrics (with 95% intervals), latency and counts of one system. ``by_subkind`` only when some
     question has a subkind of its own (others are grouped by their kind)."""
     def by(key: str) -> dict[str, dict]:
-        def value(r: dict[str, Any]) -> Any:
-            return r.get("subkind", r["kind"]) if key == "subkind" else r[key]  # rows of older runs have none
-
-        groups = sorted({value(r) for r in rows})
-        return {g: summarize([r for r in rows if value(r) == g], seed, resamples) for g in groups}
+        groups = sorted({r[key] for r in rows})
+        return {g: summarize([r for r in rows if r[key] == g], seed, resamples) for g in groups}
 
     return {"overall": summarize(rows, seed, resamples), "by_language": by("lang"), "by_kind": by("kind"),
-            "by_subkind": by("subkind") if any(r.get("subkind", r["kind"]) != r["kind"] for r in rows) else {},
+            "by_subkind": by("subkind") if any(r["subkind"] != r["kind"] for r in rows) else {},
             "by_fold": by("fold") if any(r.get("fold", "none") != "none" for r in rows) else {},
             "by_pattern": by("pattern") if rows and all("pattern" in r for r in rows) else {},
             "latency": latency(rows), "counts": counts(rows)}
