@@ -19,7 +19,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
 
 .PHONY: run test test-fast install install-test llm-model smoke-model browser ocr dicts ocr-bench index lint bench bench-corpus eval \
-	calibrate clean
+	calibrate calibrate-check clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -88,6 +88,13 @@ eval: install dicts
 calibrate: install dicts
 	$(BIN)/python -m eval calibrate --bench xquad-dev --tune-questions --write rag/models/ranker.json
 	$(BIN)/python -m eval calibrate --bench xquad-dev --set sentence_vectors=late --write rag/models/ranker-late.json
+
+# Refit the answer check's threshold (rag/models/check.json): a benchmark run that records the
+# bundled model's P(yes) for every answer (~30 min on 2 cores), then the threshold by folds.
+calibrate-check: install dicts llm-model
+	$(BIN)/python -m eval run --bench xquad-dev --mode extractive --set answer_check=on \
+		--set answer_check_threshold=0 --set llm_threads=2 --no-progress --out runs/check-p
+	$(BIN)/python -m eval check-fit runs/check-p --write rag/models/check.json
 
 bench: install llm-model smoke-model
 	$(BIN)/python -m eval bench --publish docs/PERFORMANCE.md

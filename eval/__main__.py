@@ -5,6 +5,7 @@
     $ python -m eval gate runs/x
     $ python -m eval run --bench xquad-dev --baselines        (the public benchmark, its own data dir)
     $ python -m eval calibrate --bench xquad-dev --write rag/models/ranker.json
+    $ python -m eval check-fit runs/check-p --write rag/models/check.json   (rag/check.py, eval/checkfit.py)
     $ python -m eval bench [--quick] [--only latency,peer] [--out runs/bench-x]   (docs/PERFORMANCE.md)
 
 Exit codes: 0 ok, 1 the gate failed, 2 bad input (malformed gold file, bad setting, missing run).
@@ -98,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--question-tuning", metavar="PATH|none",
                    help="the question tuning whose vectors choose evidence (default: the ranker file in "
                         "force's; none = the bundled model's own question vectors)")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("check-fit", help="fit the answer check's threshold (rag/check.py) by folds on a run "
+                                         "made with --set answer_check=on --set answer_check_threshold=0")
+    s.add_argument("run_dir", type=Path)
+    s.add_argument("--write", type=Path, help="write the check file here (rag/models/check.json is the shipped one)")
     s.add_argument("--json", action="store_true")
 
     from eval.bench import add_parser
@@ -197,6 +204,16 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args, argv)
         if args.command == "calibrate":
             return cmd_calibrate(args, argv)
+        if args.command == "check-fit":
+            from eval.checkfit import fit, render
+
+            data = fit(args.run_dir, "python -m eval " + shlex.join(argv))
+            if args.write:
+                args.write.parent.mkdir(parents=True, exist_ok=True)
+                args.write.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+                print(f"wrote {args.write}", file=sys.stderr)
+            print(json.dumps(data["report"], indent=2) if args.json else render(data))
+            return 0
         if args.command == "bench":
             from eval.bench import run_args
 

@@ -88,7 +88,9 @@ def score_answer(item: GoldItem, answer: Any | None, error: str = "") -> dict[st
     row.update(answer=answer.text, mode=answer.mode, abstained=answer.abstained, verified=answer.verified,
                withheld=getattr(answer, "withheld", False),
                verification=answer.verification, fallback=answer.fallback, error="",
-               question_language=answer.language, citations=cits, conflicts=d["conflicts"],
+               question_language=answer.language, check=getattr(answer, "check", None),
+               p_answerable=getattr(answer, "p_answerable", None),
+               citations=cits, conflicts=d["conflicts"],
                retrieved=retrieved, doc_ranking=doc_ranking(retrieved), timings=dict(answer.timings))
     answered = item.answerable and not answer.abstained
     body = answer_body(answer.text)

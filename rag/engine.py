@@ -132,7 +132,19 @@ class CitedQueryEngine(CustomQueryEngine):
         timings["evidence"] = time.perf_counter() - t
         yield Event("evidence", evidence)
 
-        base = dict(question=question, language=lang, retrieved=got.hits, requested_mode=mode)
+        base = dict(question=question, language=lang, retrieved=got.hits, requested_mode=mode,
+                    p_answerable=round(float(decision.answerable), 6))
+        checked = None
+        if s.answer_check == "on" and not decision.abstain:
+            t = time.perf_counter()
+            checked, skipped = self._check(question, evidence, lang, mode, llm_factory)
+            timings["check"] = time.perf_counter() - t
+            if checked is not None:
+                base["check"] = checked.p
+                if not checked.passed:
+                    decision = replace(decision, abstain=True, reason=(
+                        f"answer check: the model read the best sentence and found it does not answer the "
+                        f"question (P(yes) {checked.p:.2f} < threshold {checked.threshold:.2f})"))
         if decision.abstain:
             text = message(lang, "not_found")
             if detected not in ANSWER_LANGUAGES:
@@ -146,8 +158,12 @@ class CitedQueryEngine(CustomQueryEngine):
         conflicts = self._conflicts(question, evidence, vectors, lang)
         t = time.perf_counter()
         text, cited = extractive_answer(lang, evidence)
+        verification = "quoted from the evidence"
+        if s.answer_check == "on":
+            verification += (f"; answer check passed (P(yes) {checked.p:.2f} >= {checked.threshold:.2f})"
+                             if checked is not None else f"; answer check skipped: {skipped}")
         quote = Answer(text=text, mode="extractive", citations=self._cite(evidence, cited), **base,
-                       verification="quoted from the evidence", stage="quote")
+                       verification=verification, stage="quote")
         self._add_conflicts(quote, conflicts, evidence, lang)
         answer = None
         if mode != "extractive":
@@ -236,6 +252,25 @@ class CitedQueryEngine(CustomQueryEngine):
         got, _ = self._retrieve(standalone, lang, **filters)
         evidence, _, decision = self._find(standalone, standalone, got, lang)
         return None if decision.abstain else (standalone, evidence, got.hits)
+
+    def _check(self, question: str, evidence: list[Evidence], lang: str, mode: str, llm_factory):
+        """(the answer check's result, "") or (None, why it could not run): the model of ``mode``,
+        or in extractive and auto modes the configured server, else the local model."""
+        from rag.check import AnswerCheck
+
+        s = self.settings
+        check = AnswerCheck.load(s.check_path, s.ranker_holdout if s.ranker_holdout >= 0 else None,
+                                 s.answer_check_threshold)
+        gen, why = self._generator(mode if mode in ("local", "openai") else "openai" if s.llm_base_url else "local",
+                                   llm_factory)
+        if gen is None:
+            return None, f"LLM unavailable: {why}"
+        if not hasattr(gen, "answers"):
+            return None, f"{type(gen).__name__} cannot be asked whether a sentence answers"
+        try:
+            return check.decide(gen, question, pick_primary(lang, evidence)), ""
+        except LLMError as exc:
+            return None, str(exc)
 
     def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         """Optional cross-encoder stage (``reranker_model``): llama-index's SentenceTransformerRerank."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import queue
 import re
 import threading
@@ -69,15 +70,9 @@ class Draft:
 
 
 @cache
-def _prompt_parts() -> tuple[Template, Template]:
-    text = files("rag").joinpath("prompts/answer.txt").read_text(encoding="utf-8")
-    system, user = text.split("=== user ===\n", 1)
-    return Template(system.strip()), Template(user.strip())
-
-
-@cache
-def _translate_parts() -> tuple[Template, Template]:
-    text = files("rag").joinpath("prompts/translate.txt").read_text(encoding="utf-8")
+def prompt_parts(name: str) -> tuple[Template, Template]:
+    """(system, user) templates of ``rag/prompts/<name>.txt`` (split at its ``=== user ===`` line)."""
+    text = files("rag").joinpath(f"prompts/{name}.txt").read_text(encoding="utf-8")
     system, user = text.split("=== user ===\n", 1)
     return Template(system.strip()), Template(user.strip())
 
@@ -113,7 +108,7 @@ def build_messages(
     ``language`` is a name ("Portuguese") or an ISO code ("pt"), which is turned into its name.
     """
     language = language_name(language)
-    system, user = _prompt_parts()
+    system, user = prompt_parts("answer")
     turns = (history or [])[-_HISTORY_TURNS:]
     past = "".join(
         f"Q: {_one_line(q, _HISTORY_CHARS)}\nA: {_one_line(a, _HISTORY_CHARS)}\n" for q, a in turns
@@ -355,7 +350,7 @@ class LLMGenerator:
         showing it; ``avoid``: the words a first attempt left in ``source``, named in the request."""
         from llama_index.core.llms import ChatMessage
 
-        system, user = _translate_parts()
+        system, user = prompt_parts("translate")
         values = {"language": language_name(language), "source": language_name(source), "text": _one_line(text)}
         values["avoid"] = (f"These {values['source']} words must be translated too: {', '.join(avoid)}."
                            if avoid else "")
@@ -371,8 +366,7 @@ class LLMGenerator:
         """A follow-up question rewritten into a standalone one in ``language``, using the last turns."""
         from llama_index.core.llms import ChatMessage
 
-        text = files("rag").joinpath("prompts/rewrite.txt").read_text(encoding="utf-8")
-        system, user = (Template(p.strip()) for p in text.split("=== user ===\n", 1))
+        system, user = prompt_parts("rewrite")
         past = "".join(f"Q: {_one_line(q, _HISTORY_CHARS)}\nA: {_one_line(a, _HISTORY_CHARS)}\n"
                        for q, a in history[-_HISTORY_TURNS:])
         values = {"language": language_name(language), "history": past, "question": _one_line(question)}
@@ -383,6 +377,32 @@ class LLMGenerator:
         except Exception as exc:  # noqa: BLE001 - every client error becomes an LLMError
             raise self._error(exc) from None
         return " ".join(str(reply.message.content or "").split()).strip().strip('"“”«»')
+
+    def answers(self, question: str, passage: str) -> float:
+        """The model's probability that ``passage`` states the answer to ``question``: one reply
+        token (``prompts/check.txt``), P(yes) / (P(yes) + P(no)) from its log-probabilities. A
+        server that sends none gives 1.0 or 0.0 from the reply word. Used by ``rag/check.py``."""
+        system, user = prompt_parts("check")
+        values = {"passage": _one_line(passage), "question": _one_line(question)}
+        body = {"model": self.model, "max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": 10,
+                "messages": [{"role": "system", "content": system.safe_substitute(values)},
+                             {"role": "user", "content": user.safe_substitute(values)}]}
+        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        where = f"{self.name} LLM server at {self.base_url}"
+        try:
+            response = httpx.post(f"{self.base_url}/chat/completions", json=body, headers=headers, timeout=self.timeout)
+            response.raise_for_status()
+            choice = response.json()["choices"][0]
+        except httpx.TimeoutException:
+            raise LLMError(f"{where} did not answer within {self.timeout:g} s") from None
+        except httpx.HTTPStatusError as exc:
+            raise LLMError(self._scrub(f"{where} answered HTTP {exc.response.status_code}: "
+                                       f"{exc.response.text[:300]}")) from None
+        except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
+            raise LLMError(self._scrub(f"{where} sent an unusable response: {type(exc).__name__}: {exc}")) from None
+        tokens = ((choice.get("logprobs") or {}).get("content") or [{}])[0].get("top_logprobs") or []
+        return yes_probability([(t.get("token", ""), t.get("logprob", -math.inf)) for t in tokens],
+                               str((choice.get("message") or {}).get("content") or ""))
 
     def warm(self) -> None:
         """One 1-token request with the answer prompt's rules, so the server has loaded the model and
@@ -402,6 +422,20 @@ class LLMGenerator:
             return httpx.get(f"{self.base_url}/models", headers=headers, timeout=timeout).status_code == 200
         except httpx.HTTPError:
             return False
+
+
+def yes_probability(top: Sequence[tuple[str, float]], reply: str) -> float:
+    """P(yes) / (P(yes) + P(no)) over a first token's top (token, logprob) pairs, any case and
+    spacing ("Yes", " yes"); without either among them, 1.0 if ``reply`` starts with "yes" else 0.0.
+
+    >>> round(yes_probability([("Yes", -0.1), ("No", -2.4)], "Yes"), 2)
+    0.91
+    """
+    yes = sum(math.exp(lp) for t, lp in top if t.strip().lower() == "yes")
+    no = sum(math.exp(lp) for t, lp in top if t.strip().lower() == "no")
+    if yes + no > 0:
+        return yes / (yes + no)
+    return 1.0 if reply.strip().lower().startswith("yes") else 0.0
 
 
 def generator_for(settings: Any, mode: str) -> LLMGenerator:

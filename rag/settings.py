@@ -93,6 +93,13 @@ class Settings:
     ranker_holdout: int = -1  # evaluation only: use the weights fitted without this benchmark fold
     abstain_threshold: float = -1.0
     reranker_model: str = ""  # optional cross-encoder (model name/path); empty = evidence scorer
+    # The answer check (rag/check.py): "on" = the LLM (the configured server, else the local model)
+    # reads the question and the sentence to quote, and the chain abstains when it says that
+    # sentence does not answer it. One model request per answer; off by default.
+    # answer_check_threshold < 0 = the fitted file's (check_path, empty = rag/models/check.json).
+    answer_check: str = "off"
+    answer_check_threshold: float = -1.0
+    check_path: str = ""
     max_question_chars: int = 2000
     # Answering.
     mode: str = "auto"
@@ -168,6 +175,11 @@ class Settings:
         if self.abstain_threshold != -1 and not 0.0 <= self.abstain_threshold <= 1.0:
             raise ConfigError(f"abstain_threshold must be within [0, 1] (or -1: the ranker file's), "
                               f"got {self.abstain_threshold}")
+        if self.answer_check not in ("off", "on"):
+            raise ConfigError(f"answer_check must be off or on, got {self.answer_check!r}")
+        if self.answer_check_threshold != -1 and not 0.0 <= self.answer_check_threshold <= 1.0:
+            raise ConfigError(f"answer_check_threshold must be within [0, 1] (or -1: the check file's), "
+                              f"got {self.answer_check_threshold}")
         if not 0 <= self.chunk_overlap < self.chunk_size:
             raise ConfigError(
                 f"chunk_overlap must be >= 0 and < chunk_size ({self.chunk_size}), got {self.chunk_overlap}"

@@ -119,6 +119,8 @@ class Answer:
     withheld: bool = False  # abstained although the model's answer passed verification: the passage
     # holding the best-ranked sentence does not back it (the two readings disagree); see ``draft``
     mode_reason: str = ""  # why this mode answered ("auto: local model ...", "verification failed ...")
+    p_answerable: float | None = None  # the abstention gate's P(the documents answer the question) (rag/abstain.py)
+    check: float | None = None  # the answer check's P(the quoted sentence answers), when it ran (rag/check.py)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
