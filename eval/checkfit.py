@@ -28,7 +28,8 @@ from eval.calibrate import MAX_FALSE_ABSTENTION
 from eval.metrics import summarize
 from eval.run import EvalError, read_rows
 
-PROMPT = Path(__file__).resolve().parents[1] / "rag" / "prompts" / "check.txt"  # what the model was asked
+REPO = Path(__file__).resolve().parents[1]
+PROMPT = REPO / "rag" / "prompts" / "check.txt"  # what the model was asked
 REPORTED = ("answer_accuracy", "answer_accuracy_answerable", "abstention_f1", "abstention_precision",
             "abstention_recall", "false_abstention_rate")
 _ANSWERED_ONLY = ("citation_precision", "citation_sentence_precision", "citation_supported",
@@ -104,9 +105,16 @@ def fit(run: Path, command: str = "") -> dict[str, Any]:
     report["by_subkind"] = by_subkind
     return {"threshold": overall, "folds": per_fold, "model": checked_model(used),
             "prompt_sha256": hashlib.sha256(PROMPT.read_bytes()).hexdigest(),
-            "fitted_on": {"run": str(run), "gold": meta.get("gold"), "gold_sha256": meta.get("gold_sha256"),
+            "fitted_on": {"run": _portable(run), "gold": _portable(meta.get("gold") or ""),
+                          "gold_sha256": meta.get("gold_sha256"),
                           "git": meta.get("git")},
             "command": command, "max_false_abstention": MAX_FALSE_ABSTENTION, "report": report}
+
+
+def _portable(path: str | Path) -> str:
+    """``path`` relative to the repository when it is inside it (the file ships), else as given."""
+    where = Path(path).resolve()
+    return str(where.relative_to(REPO)) if where.is_relative_to(REPO) else str(path)
 
 
 def checked_model(settings: dict[str, Any]) -> str:
