@@ -120,16 +120,21 @@ def answer_rows(samples: Sequence[Sample], model: Logistic, k: int) -> tuple[np.
     return np.array(feats), np.array(ans, bool), np.array(right, bool)
 
 
+def capped_f1(abstain: np.ndarray, answerable: np.ndarray, max_fa: float = MAX_FALSE_ABSTENTION) -> float | None:
+    """Abstention F1 of ``abstain``, or None when its false abstentions exceed ``max_fa`` of the
+    answerable questions (the rule every abstention threshold here is chosen by)."""
+    tp, fp, fn = (abstain & ~answerable).sum(), (abstain & answerable).sum(), (~abstain & ~answerable).sum()
+    if fp > max_fa * max(1, answerable.sum()):
+        return None
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
 def choose_threshold(p: np.ndarray, answerable: np.ndarray, max_fa: float = MAX_FALSE_ABSTENTION) -> float:
     """Best abstention F1 with false abstentions <= ``max_fa`` of the answerable questions."""
     best, best_t = -1.0, 0.0
     for t in np.unique(np.round(p, 4)):
-        abstain = p < t
-        tp, fp, fn = (abstain & ~answerable).sum(), (abstain & answerable).sum(), (~abstain & ~answerable).sum()
-        if fp > max_fa * max(1, answerable.sum()):
-            continue
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-        if f1 > best:
+        f1 = capped_f1(p < t, answerable, max_fa)
+        if f1 is not None and f1 > best:
             best, best_t = f1, float(t)
     return best_t
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.calibrate import MAX_FALSE_ABSTENTION
+from eval.calibrate import MAX_FALSE_ABSTENTION, capped_f1
 from eval.metrics import summarize
 from eval.run import EvalError, read_rows
 
@@ -49,12 +49,8 @@ def choose(rows: list[dict[str, Any]], max_fa: float = MAX_FALSE_ABSTENTION) -> 
     p = np.array([np.inf if r.get("check") is None else float(r["check"]) for r in rows])
     best, best_t = -1.0, 0.0
     for t in [0.0, *np.unique(p[np.isfinite(p)] + 1e-9)]:
-        abstain = gated | (p < t)
-        tp, fp, fn = (abstain & ~answerable).sum(), (abstain & answerable).sum(), (~abstain & ~answerable).sum()
-        if fp > max_fa * max(1, answerable.sum()):
-            continue
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-        if f1 > best + 1e-12:
+        f1 = capped_f1(gated | (p < t), answerable, max_fa)
+        if f1 is not None and f1 > best + 1e-12:
             best, best_t = f1, float(t)
     return best_t
 
