@@ -21,6 +21,11 @@ that never saw it) and the weights fitted on every fold (what answers use).
   the question is answerable over that corpus; its threshold is the one with the best abstention
   F1 whose false abstentions stay within ``max_false_abstention`` (5%) of the answerable
   training questions.
+
+The report (out of fold) also says where the limit is: ``top_sentence_correct`` (the ranker's top
+sentence holds the answer), ``answer_in_top3`` and ``answer_in_candidates`` (some candidate
+sentence holds it at all), over the answerable questions. A miss with the answer among the
+candidates is the ranker's; one without is retrieval's or the chunking's.
 """
 
 from __future__ import annotations
@@ -153,13 +158,16 @@ def fit(samples: Sequence[Sample], k: int, l2: float = L2, label: str = "") -> R
 
 
 def score(samples: Sequence[Sample], ranker: Ranker, k: int) -> list[dict[str, Any]]:
-    """Per question: abstained?, top sentence correct?, for a ranker that never saw these questions."""
+    """Per question: abstained?, top sentence correct?, and where the answer stands among the
+    candidates (any of them, the ranker's top 3), for a ranker that never saw these questions."""
     ax, ans, right = answer_rows(samples, ranker.sentence, k)
     p = ranker.answer.prob(ax) if len(ax) else np.zeros(0)
+    top3 = [bool(len(s.y)) and bool(s.y[np.argsort(-ranker.sentence.logit(s.x), kind="stable")[:3]].any())
+            for s in samples]
     return [{"id": s.item.id, "fold": s.fold, "kind": s.item.kind, "lang": s.item.lang, "corpus": s.corpus,
-             "answerable": bool(a),
-             "abstained": bool(pi < ranker.threshold), "top_correct": bool(r), "p_answerable": round(float(pi), 4)}
-            for s, a, r, pi in zip(samples, ans, right, p)]
+             "answerable": bool(a), "abstained": bool(pi < ranker.threshold), "top_correct": bool(r),
+             "in_candidates": bool(s.y.any()), "in_top3": t3, "p_answerable": round(float(pi), 4)}
+            for s, a, r, pi, t3 in zip(samples, ans, right, p, top3)]
 
 
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -171,6 +179,9 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     correct = sum(r["top_correct"] and not r["abstained"] for r in ans)
     return {"questions": len(rows), "answerable_accuracy": round(correct / len(ans), 4) if ans else None,
             "top_sentence_correct": round(sum(r["top_correct"] for r in ans) / len(ans), 4) if ans else None,
+            # the ceiling: the answer is among the ranker's top 3 / among the candidates at all
+            "answer_in_top3": round(sum(r["in_top3"] for r in ans) / len(ans), 4) if ans else None,
+            "answer_in_candidates": round(sum(r["in_candidates"] for r in ans) / len(ans), 4) if ans else None,
             "abstention_f1": round(2 * tp / (2 * tp + fp + fn), 4) if un else None,
             "false_abstention_rate": round(fp / len(ans), 4) if ans else None}
 

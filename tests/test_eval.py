@@ -338,6 +338,10 @@ def test_calibrate_writes_a_ranker_that_the_chain_uses_per_fold(tiny: dict[str, 
                  f"model_dir={tiny['model_dir']}", "--no-progress", "--json", "--write", str(ranker)]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["out_of_fold"]["questions"] == len(TINY_IDS)
+    for part in [rep["out_of_fold"], *rep["by_kind"].values(), *rep["by_fold"].values()]:
+        if part["top_sentence_correct"] is not None:  # the ceiling: top 1 <= top 3 <= any candidate
+            assert part["top_sentence_correct"] <= part["answer_in_top3"] <= part["answer_in_candidates"] <= 1
+    assert rep["out_of_fold"]["answer_in_candidates"] > 0
     # every question asked again of each other language's documents alone (the corpus has four)
     from index.language import detect_question_language
     from rag import Assistant, Settings
