@@ -71,7 +71,12 @@ class Sample:
 
 def fold_of(item: GoldItem, folds: int = 5) -> int:
     """The item's ``fold``, or a stable hash of its id when the gold file has none."""
-    return item.fold if item.fold is not None else zlib.crc32(item.id.encode()) % folds
+    return fold_for(item.id, item.fold, folds)
+
+
+def fold_for(qid: str, fold: int | None, folds: int = 5) -> int:
+    """``fold``, or when there is none a stable hash of the question id (``fold_of`` for ids)."""
+    return fold if fold is not None else zlib.crc32(qid.encode()) % folds
 
 
 def collect(qa: Any, items: Sequence[GoldItem], progress: bool = True,

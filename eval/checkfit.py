@@ -18,13 +18,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from eval.calibrate import MAX_FALSE_ABSTENTION, capped_f1
+from eval.calibrate import MAX_FALSE_ABSTENTION, capped_f1, fold_for
 from eval.metrics import summarize
 from eval.run import EvalError, read_rows
 
@@ -36,9 +35,9 @@ _ANSWERED_ONLY = ("citation_precision", "citation_sentence_precision", "citation
                   "citation_supported_partial", "has_citation")
 
 
-def _fold(row: dict[str, Any], folds: int = 5) -> str:
+def _fold(row: dict[str, Any]) -> str:
     """The row's fold, as ``eval.calibrate.fold_of`` gives it for its gold item."""
-    return row["fold"] if row["fold"] != "none" else str(zlib.crc32(row["id"].encode()) % folds)
+    return str(fold_for(row["id"], None if row["fold"] == "none" else row["fold"]))
 
 
 def choose(rows: list[dict[str, Any]], max_fa: float = MAX_FALSE_ABSTENTION) -> float:
